@@ -1,0 +1,37 @@
+# Two entry points, both self-contained on a fresh machine:
+#   make run   - .venv with the project, then the main job (rnnlab compare)
+#   make test  - .venv with the test extras (pytest, hypothesis, torch), then pytest
+# torch is installed with pip, never uv: pip finds the CPU wheel on this
+# machine's disk, and an unpinned torch would pull a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PRESET ?= default
+
+.PHONY: run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamp files so that a second `make test` does not reinstall anything.
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(BIN)/rnnlab compare --preset $(PRESET)
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.test-installed
+	$(BIN)/rnnlab bench --vs torch
+
+clean:
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info

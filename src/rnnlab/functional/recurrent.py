@@ -1,0 +1,268 @@
+"""Elman RNN and LSTM over a whole sequence: forward, and backpropagation through time.
+
+One layer, one direction. ``reverse=True`` sweeps the sequence from the last
+step to the first (the backward half of a bidirectional layer); outputs stay
+at their own time index either way.
+
+Layout choices (see docs/bptt.md for the derivations):
+- The input projection for *all* steps is one GEMM, X (T·N, I) · W_ihᵀ, with
+  both biases added once. Only the recurrent GEMM h_{t-1} · W_hhᵀ runs per step.
+- In backward only the dh (and dc) recurrence runs per step. The weight
+  gradients are one GEMM each over all steps after the loop:
+  dW_ih = dPreᵀ · X, dW_hh = dPreᵀ · H_prev, db = Σ dPre.
+- States live in one (T+1, N, H) buffer per sweep, so that the outputs and
+  the previous states of every step are two contiguous, overlapping views:
+  no copy is needed for the dW_hh GEMM.
+
+Caches are consumed by the backward: the LSTM backward writes the gate
+gradients over the stored gate activations, which keeps the peak memory of a
+training step close to what BPTT must keep.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .linear import outer_sum
+
+
+def _sweep(T: int, reverse: bool):
+    """Time indices in the order a direction processes them."""
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def _state_views(states: np.ndarray, reverse: bool):
+    """Split a (T+1, N, H) state buffer into (outputs, previous states), both (T, N, H).
+
+    Forward: states[0] is the initial state, step t writes states[t+1].
+    Reverse: states[T] is the initial state, step t writes states[t].
+    In both, ``prev[t]`` is the state that step t reads.
+    """
+    if reverse:
+        return states[:-1], states[1:]
+    return states[1:], states[:-1]
+
+
+def _input_projection(x, weight_ih, bias_ih, bias_hh, out):
+    """out (T, N, G·H) = x (T, N, I) · W_ihᵀ + b_ih + b_hh, as one GEMM for all steps."""
+    T, N, I = x.shape
+    np.matmul(x.reshape(T * N, I), weight_ih.T, out=out.reshape(T * N, -1))
+    if bias_ih is not None:
+        out += bias_ih
+    if bias_hh is not None:
+        out += bias_hh
+
+
+def _param_grads(d_pre, x, h_prev, has_bias):
+    """Weight and bias gradients from the pre-activation gradients of all steps.
+
+    d_pre (T, N, G·H), x (T, N, I), h_prev (T, N, H) ->
+    dW_ih (G·H, I), dW_hh (G·H, H), db (G·H,) or None (db is the same for b_ih and b_hh).
+    """
+    T, N, GH = d_pre.shape
+    d2 = d_pre.reshape(T * N, GH)  # (T·N, G·H)
+    grad_weight_ih = outer_sum(d2, x.reshape(T * N, -1))
+    grad_weight_hh = outer_sum(d2, h_prev.reshape(T * N, -1))
+    grad_bias = d2.sum(axis=0) if has_bias else None
+    return grad_weight_ih, grad_weight_hh, grad_bias
+
+
+# --------------------------------------------------------------------------- RNN
+
+
+def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
+                nonlinearity="tanh", reverse=False):
+    """Elman RNN over a sequence.
+
+    Equations (``act`` is tanh or relu)::
+
+        pre_t = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh
+        h_t   = act(pre_t)
+
+    Shapes: x (T, N, I) contiguous, h0 (N, H), weight_ih (H, I), weight_hh (H, H),
+    bias_ih/bias_hh (H,) or None.
+
+    Returns ``(output, h_n), cache`` with output (T, N, H) (a view into the
+    cache: do not write to it) and h_n (N, H).
+    """
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    T, N, _ = x.shape
+    H = weight_hh.shape[0]
+    states = np.empty((T + 1, N, H), dtype=x.dtype)  # h_0 .. h_T in sweep order
+    out, prev = _state_views(states, reverse)  # (T, N, H) each
+    states[-1 if reverse else 0] = h0
+    _input_projection(x, weight_ih, bias_ih, bias_hh, out)  # out holds pre_t for now
+    weight_hh_t = weight_hh.T  # (H, H) view
+    recur = np.empty((N, H), dtype=x.dtype)  # h_{t-1} W_hhᵀ
+    act = np.tanh if nonlinearity == "tanh" else None
+    for t in _sweep(T, reverse):
+        np.matmul(prev[t], weight_hh_t, out=recur)
+        out[t] += recur
+        if act is not None:
+            act(out[t], out=out[t])
+        else:
+            np.maximum(out[t], 0, out=out[t])
+    h_n = states[0] if reverse else states[T]
+    cache = (x, states, weight_ih, weight_hh, bias_ih is not None, nonlinearity, reverse)
+    return (out, h_n), cache
+
+
+def rnn_backward(cache, grad_output=None, grad_h_n=None):
+    """Backpropagation through time for :func:`rnn_forward`.
+
+    Equations, from t = T down to 1, with dh_T = grad_h_n::
+
+        dh_t  += grad_output_t
+        dpre_t = dh_t * act'(pre_t)       act' = 1 - h_t² (tanh) or 1[h_t > 0] (relu)
+        dh_{t-1} = dpre_t W_hh
+    then, over all steps at once: dx = dpre W_ih, dW_ih = dpreᵀ x,
+    dW_hh = dpreᵀ h_prev, db_ih = db_hh = Σ dpre.
+
+    Shapes: grad_output (T, N, H) or None, grad_h_n (N, H) or None (None = zero).
+    Returns ``grad_x (T, N, I), grad_h0 (N, H), (dW_ih, dW_hh, db)`` with db None
+    without bias.
+    """
+    x, states, weight_ih, weight_hh, has_bias, nonlinearity, reverse = cache
+    T, N, _ = x.shape
+    H = weight_hh.shape[0]
+    out, prev = _state_views(states, reverse)
+    d_pre = np.empty((T, N, H), dtype=x.dtype)  # act'(pre_t), then dL/dpre_t
+    if nonlinearity == "tanh":
+        np.multiply(out, out, out=d_pre)
+        np.subtract(1, d_pre, out=d_pre)
+    else:
+        np.greater(out, 0, out=d_pre)
+    dh = np.zeros((N, H), dtype=x.dtype) if grad_h_n is None else np.array(grad_h_n, dtype=x.dtype)
+    for t in _sweep(T, not reverse):  # BPTT runs the sweep backwards
+        if grad_output is not None:
+            dh += grad_output[t]
+        d_pre[t] *= dh
+        np.matmul(d_pre[t], weight_hh, out=dh)
+    grad_x = (d_pre.reshape(T * N, H) @ weight_ih).reshape(T, N, -1)
+    return grad_x, dh, _param_grads(d_pre, x, prev, has_bias)
+
+
+# -------------------------------------------------------------------------- LSTM
+
+
+def _sigmoid_(a):
+    """In-place 1/(1+exp(-a)); the caller silences overflow (exp(-a) = inf gives 0, correctly)."""
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    a += 1
+    np.reciprocal(a, out=a)
+
+
+def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=False):
+    """LSTM over a sequence, with the four gate GEMMs fused into one.
+
+    Equations (σ is the logistic sigmoid, ⊙ the elementwise product)::
+
+        pre_t = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh      (N, 4H), gate order i, f, g, o
+        i_t = σ(pre_t[:, 0:H])      f_t = σ(pre_t[:, H:2H])
+        g_t = tanh(pre_t[:, 2H:3H]) o_t = σ(pre_t[:, 3H:4H])
+        c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
+        h_t = o_t ⊙ tanh(c_t)
+
+    Shapes: x (T, N, I) contiguous, h0 and c0 (N, H), weight_ih (4H, I),
+    weight_hh (4H, H), bias_ih/bias_hh (4H,) or None.
+
+    Returns ``(output, h_n, c_n), cache``: output (T, N, H) (a view into the
+    cache: do not write to it), h_n and c_n (N, H).
+    """
+    T, N, _ = x.shape
+    H = weight_hh.shape[1]
+    dtype = x.dtype
+    gates = np.empty((T, N, 4 * H), dtype=dtype)  # pre_t, then [i f g o]_t
+    h_states = np.empty((T + 1, N, H), dtype=dtype)
+    c_states = np.empty((T + 1, N, H), dtype=dtype)
+    tanh_c = np.empty((T, N, H), dtype=dtype)
+    h_out, h_prev = _state_views(h_states, reverse)
+    c_out, c_prev = _state_views(c_states, reverse)
+    first = -1 if reverse else 0
+    h_states[first] = h0
+    c_states[first] = c0
+    _input_projection(x, weight_ih, bias_ih, bias_hh, gates)
+    i_all, f_all = gates[..., :H], gates[..., H:2 * H]  # (T, N, H) views
+    g_all, o_all = gates[..., 2 * H:3 * H], gates[..., 3 * H:]
+    weight_hh_t = weight_hh.T  # (H, 4H) view
+    recur = np.empty((N, 4 * H), dtype=dtype)  # h_{t-1} W_hhᵀ
+    g_new = np.empty((N, H), dtype=dtype)
+    i_g = np.empty((N, H), dtype=dtype)
+    with np.errstate(over="ignore"):
+        for t in _sweep(T, reverse):
+            pre = gates[t]
+            np.matmul(h_prev[t], weight_hh_t, out=recur)
+            pre += recur
+            # σ over the whole block is one call chain; g is taken by tanh first.
+            np.tanh(g_all[t], out=g_new)
+            _sigmoid_(pre)
+            g_all[t] = g_new
+            np.multiply(f_all[t], c_prev[t], out=c_out[t])
+            np.multiply(i_all[t], g_new, out=i_g)
+            c_out[t] += i_g
+            np.tanh(c_out[t], out=tanh_c[t])
+            np.multiply(o_all[t], tanh_c[t], out=h_out[t])
+    last = 0 if reverse else T
+    cache = (x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh,
+             bias_ih is not None, reverse)
+    return (h_out, h_states[last], c_states[last]), cache
+
+
+def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None):
+    """Backpropagation through time for :func:`lstm_forward`. Consumes the cache.
+
+    Equations, from t = T down to 1, with dh_T = grad_h_n and dc_T = grad_c_n::
+
+        dh_t += grad_output_t
+        do_t  = dh_t ⊙ tanh(c_t)
+        dc_t += dh_t ⊙ o_t ⊙ (1 - tanh²(c_t))
+        di_t  = dc_t ⊙ g_t         df_t = dc_t ⊙ c_{t-1}
+        dg_t  = dc_t ⊙ i_t         dc_{t-1} = dc_t ⊙ f_t
+        dpre_t = [di ⊙ i(1-i), df ⊙ f(1-f), dg ⊙ (1-g²), do ⊙ o(1-o)]_t
+        dh_{t-1} = dpre_t W_hh
+    then over all steps at once: dx = dpre W_ih, dW_ih = dpreᵀ x,
+    dW_hh = dpreᵀ h_prev, db_ih = db_hh = Σ dpre.
+
+    Shapes: grad_output (T, N, H) or None; grad_h_n, grad_c_n (N, H) or None.
+    Returns ``grad_x (T, N, I), grad_h0 (N, H), grad_c0 (N, H), (dW_ih, dW_hh, db)``.
+    """
+    x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh, has_bias, reverse = cache
+    T, N, _ = x.shape
+    H = weight_hh.shape[1]
+    dtype = x.dtype
+    _, h_prev = _state_views(h_states, reverse)
+    _, c_prev = _state_views(c_states, reverse)
+    dh = np.zeros((N, H), dtype=dtype) if grad_h_n is None else np.array(grad_h_n, dtype=dtype)
+    dc = np.zeros((N, H), dtype=dtype) if grad_c_n is None else np.array(grad_c_n, dtype=dtype)
+    upstream = np.empty((N, 4 * H), dtype=dtype)  # dL/d[i f g o]_t
+    u_i, u_f = upstream[:, :H], upstream[:, H:2 * H]
+    u_g, u_o = upstream[:, 2 * H:3 * H], upstream[:, 3 * H:]
+    local = np.empty((N, 4 * H), dtype=dtype)  # d[i f g o]_t / dpre_t
+    local_g = local[:, 2 * H:3 * H]
+    tanh_sq = np.empty((N, H), dtype=dtype)
+    for t in _sweep(T, not reverse):  # BPTT runs the sweep backwards
+        act = gates[t]
+        i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
+        if grad_output is not None:
+            dh += grad_output[t]
+        np.multiply(dh, tanh_c[t], out=u_o)
+        dh *= o  # dL/dtanh(c_t)
+        np.multiply(tanh_c[t], tanh_c[t], out=tanh_sq)
+        np.subtract(1, tanh_sq, out=tanh_sq)
+        dh *= tanh_sq
+        dc += dh  # dL/dc_t, whole
+        np.multiply(dc, g, out=u_i)
+        np.multiply(dc, c_prev[t], out=u_f)
+        np.multiply(dc, i, out=u_g)
+        dc *= f  # dL/dc_{t-1}
+        np.subtract(1, act, out=local)
+        local *= act  # s(1-s); the g slot is redone below
+        np.multiply(g, g, out=local_g)
+        np.subtract(1, local_g, out=local_g)
+        np.multiply(upstream, local, out=act)  # dL/dpre_t replaces the activations
+        np.matmul(act, weight_hh, out=dh)  # dL/dh_{t-1}
+    d_pre = gates
+    grad_x = (d_pre.reshape(T * N, 4 * H) @ weight_ih).reshape(T, N, -1)
+    return grad_x, dh, dc, _param_grads(d_pre, x, h_prev, has_bias)

@@ -1,0 +1,58 @@
+"""Input checks shared by the layers: every message names what was expected and what came."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .module import BackwardBeforeForwardError
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype) -> np.dtype:
+    """The layer dtype, float32 or float64; anything else is a TypeError."""
+    dt = np.dtype(dtype)
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+def check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_array(x, name: str, dtype: np.dtype, ndims=None, shape=None, last_dim=None) -> np.ndarray:
+    """Check type, dtype, rank, shape and NaN of an array going into a layer.
+
+    Args:
+        ndims: allowed ranks, e.g. (2, 3); None for any.
+        shape: the exact expected shape, or None.
+        last_dim: the expected size of the last axis (the features), or None.
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array of dtype {dtype}, got {type(x).__name__}")
+    if x.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {x.dtype} "
+                        f"(convert with x.astype(np.{dtype}) or build the layer with dtype=np.{x.dtype})")
+    if ndims is not None and x.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise ValueError(f"{name}: expected a {want} array, got {x.ndim}-D with shape {x.shape}")
+    if shape is not None and x.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {x.shape}")
+    if last_dim is not None and (x.ndim == 0 or x.shape[-1] != last_dim):
+        raise ValueError(f"{name}: expected last dimension (features) {last_dim}, "
+                         f"got shape {x.shape}")
+    if 0 in x.shape:
+        raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
+    if np.isnan(x).any():
+        raise ValueError(f"{name}: contains NaN")
+    return x
+
+
+def require_cache(cache, module) -> None:
+    if cache is None:
+        raise BackwardBeforeForwardError(
+            f"{type(module).__name__}.backward called before forward "
+            "(or twice for one forward): run forward first")

@@ -1,0 +1,171 @@
+"""The MLP's pieces: Linear, the three activations, Sequential and MLP."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import init
+from ..functional.activations import ACTIVATIONS
+from ..functional.linear import linear_backward, linear_forward
+from ._checks import check_array, check_dtype, check_positive_int, require_cache
+from .module import Module, Parameter
+
+
+class Linear(Module):
+    """Affine map ``y = x Wᵀ + b``.
+
+    Args:
+        in_features: size of each input sample.
+        out_features: size of each output sample.
+        bias: learn an additive bias (default True).
+        dtype: float32 (default) or float64.
+        rng: numpy Generator for the init (a fresh default_rng() when None).
+
+    Shape:
+        input (*, in_features) -> output (*, out_features).
+
+    Attributes:
+        weight: (out_features, in_features), init U(-k, k) with k = 1/√in_features.
+        bias: (out_features,), init U(-k, k).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, rng=None):
+        super().__init__()
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
+        self.dtype = check_dtype(dtype)
+        rng = init.as_generator(rng)
+        bound = 1.0 / np.sqrt(in_features)
+        self.weight = Parameter(init.uniform((out_features, in_features), bound, rng, self.dtype))
+        self.bias = (Parameter(init.uniform((out_features,), bound, rng, self.dtype))
+                     if bias else None)
+        self._cache = None
+        self._out_shape = None
+
+    def forward(self, x):
+        """x (*, in_features) -> (*, out_features)."""
+        check_array(x, "Linear input", self.dtype, last_dim=self.in_features)
+        y, self._cache = linear_forward(x, self.weight.data,
+                                        None if self.bias is None else self.bias.data)
+        self._out_shape = y.shape
+        return y
+
+    def backward(self, grad_out):
+        """grad_out (*, out_features) -> grad_in (*, in_features); adds into weight/bias grads."""
+        require_cache(self._cache, self)
+        check_array(grad_out, "Linear grad_out", self.dtype, shape=self._out_shape)
+        grad_x, grad_w, grad_b = linear_backward(grad_out, self._cache)
+        self.weight.grad += grad_w
+        if self.bias is not None:
+            self.bias.grad += grad_b
+        return grad_x
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, dtype={self.dtype}")
+
+
+class _Activation(Module):
+    """Elementwise activation; keeps its output for the backward. Shape: any -> same."""
+
+    name = ""
+
+    def __init__(self):
+        super().__init__()
+        self._forward_fn, self._backward_fn = ACTIVATIONS[self.name]
+        self._y = None
+
+    def forward(self, x):
+        if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
+            raise TypeError(f"{type(self).__name__} input: expected a float ndarray, got "
+                            f"{getattr(x, 'dtype', type(x).__name__)}")
+        self._y = self._forward_fn(x)
+        return self._y
+
+    def backward(self, grad_out):
+        require_cache(self._y, self)
+        check_array(grad_out, f"{type(self).__name__} grad_out", self._y.dtype, shape=self._y.shape)
+        return self._backward_fn(grad_out, self._y)
+
+
+class Sigmoid(_Activation):
+    """σ(x) = 1 / (1 + exp(-x)); backward dσ = σ(1-σ)."""
+    name = "sigmoid"
+
+
+class Tanh(_Activation):
+    """tanh(x); backward 1 - tanh²."""
+    name = "tanh"
+
+
+class ReLU(_Activation):
+    """max(x, 0); backward 1[x > 0]."""
+    name = "relu"
+
+
+class Sequential(Module):
+    """Modules applied in order; children are named "0", "1", ... as in torch.nn.Sequential.
+
+    ``backward`` runs the children's backward passes in reverse order.
+    """
+
+    def __init__(self, *modules: Module):
+        super().__init__()
+        for index, module in enumerate(modules):
+            if not isinstance(module, Module):
+                raise TypeError(f"Sequential takes Modules, got {type(module).__name__} at {index}")
+            setattr(self, str(index), module)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, index):
+        return list(self._modules.values())[index]
+
+    def forward(self, x):
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+    def backward(self, grad_out):
+        for module in reversed(self._modules.values()):
+            grad_out = module.backward(grad_out)
+        return grad_out
+
+
+_ACTIVATION_MODULES = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU}
+
+
+class MLP(Sequential):
+    """A multilayer perceptron: Linear layers with an activation between them.
+
+    ``MLP([64, 128, 10], activation="relu")`` is Linear(64, 128), ReLU,
+    Linear(128, 10); no activation follows the last layer (it gives logits or
+    a regression output). Its state_dict keys ("0.weight", "2.weight", ...)
+    load into the equal torch.nn.Sequential.
+
+    Args:
+        sizes: [in_features, hidden..., out_features], at least two entries.
+        activation: "sigmoid", "tanh" or "relu".
+        bias, dtype, rng: as in :class:`Linear`.
+
+    Shape:
+        input (*, sizes[0]) -> output (*, sizes[-1]).
+    """
+
+    def __init__(self, sizes, activation="relu", bias=True, *, dtype=np.float32, rng=None):
+        sizes = list(sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"MLP sizes needs at least [in, out], got {sizes}")
+        if activation not in _ACTIVATION_MODULES:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATION_MODULES)}, "
+                             f"got {activation!r}")
+        rng = init.as_generator(rng)
+        layers = []
+        for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(Linear(fan_in, fan_out, bias, dtype=dtype, rng=rng))
+            if index < len(sizes) - 2:
+                layers.append(_ACTIVATION_MODULES[activation]())
+        super().__init__(*layers)
+        self.sizes = sizes
+        self.activation = activation
