@@ -1,0 +1,61 @@
+"""The ``rnnlab`` command: one subcommand per module in :mod:`rnnlab.commands`.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``, and only parses arguments and calls library code. A user
+error (:class:`rnnlab.commands.CommandError`, or a bad flag) prints one line
+and exits 2, never a traceback; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .commands import CommandError
+
+# name -> module; the order is the order of `rnnlab --help`.
+COMMANDS = ["compare", "bench", "train", "gradcheck", "report"]
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (exit 2), without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="rnnlab", description="Learn, check and measure the MLP, "
+                            "the vanilla RNN and the LSTM.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"rnnlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineParser)
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"rnnlab.commands.{name}")
+        except ModuleNotFoundError as exc:  # a command not built yet is simply not offered
+            if exc.name == f"rnnlab.commands.{name}":
+                continue
+            raise
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except CommandError as exc:
+        print(f"rnnlab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rnnlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

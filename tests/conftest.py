@@ -1,0 +1,40 @@
+"""Shared test helpers: torch as the oracle, and the error measure of DESIGN.md."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+# float64 ≤ 1e-10, float32 ≤ 1e-4, as max abs error over max abs value.
+TOL = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def rel_err(actual, expected) -> float:
+    """max |actual - expected| / max |expected| (0 when both are all zero)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
+    scale = np.abs(expected).max(initial=0.0)
+    diff = np.abs(actual - expected).max(initial=0.0)
+    if scale == 0.0:
+        return diff
+    return diff / scale
+
+
+def assert_close(actual, expected, dtype, what=""):
+    err = rel_err(actual, expected)
+    assert err <= TOL[dtype], f"{what}: relative error {err:.3e} > {TOL[dtype]:.0e}"
+    return err
+
+
+@pytest.fixture
+def torch():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    return torch
+
+
+def to_torch(torch, a, requires_grad=False):
+    t = torch.tensor(np.array(a))
+    t.requires_grad_(requires_grad)
+    return t

@@ -1,0 +1,257 @@
+"""Every layer and loss against torch: outputs, final states, and every gradient.
+
+Shapes, layer counts, directions and layouts are drawn at random per trial;
+biases are random and non-zero (a zero bias hides a wrong-bias bug). One
+helper per family loads the same weights into both frameworks, runs forward,
+backpropagates the same random upstream gradients, and compares all of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnlab import nn
+from conftest import assert_close, to_torch
+
+DTYPES = [np.float64, np.float32]
+TORCH_DTYPE = {np.float64: "float64", np.float32: "float32"}
+
+
+def _load_into_torch(torch, ours, theirs):
+    """Copy our state_dict into the torch module and check the key sets agree."""
+    sd = ours.state_dict()
+    assert set(sd) == set(theirs.state_dict()), "parameter names differ from torch"
+    missing = theirs.load_state_dict({k: torch.tensor(v) for k, v in sd.items()}, strict=True)
+    assert not missing.missing_keys and not missing.unexpected_keys
+
+
+def _randomize_biases(module, rng):
+    """Random, clearly non-zero biases (init could draw values near zero)."""
+    for name, p in module.named_parameters():
+        if "bias" in name:
+            p.data[...] = rng.uniform(0.2, 0.8, p.shape) * rng.choice([-1, 1], p.shape)
+
+
+def _compare_params(torch, ours, theirs, dtype):
+    tparams = dict(theirs.named_parameters())
+    errs = {}
+    for name, p in ours.named_parameters():
+        errs[name] = assert_close(p.grad, tparams[name].grad.numpy(), dtype, f"grad {name}")
+    return max(errs.values())
+
+
+def _sequence_case(torch, rng, kind, dtype, trial):
+    """One random configuration of RNN/LSTM compared with torch.nn.RNN/LSTM."""
+    tdtype = getattr(torch, TORCH_DTYPE[dtype])
+    T, N = int(rng.integers(1, 7)), int(rng.integers(1, 5))
+    I, H = int(rng.integers(1, 7)), int(rng.integers(1, 7))
+    L = int(rng.integers(1, 4))
+    bidirectional, batch_first = bool(rng.integers(2)), bool(rng.integers(2))
+    unbatched = trial % 5 == 4
+    give_state = bool(rng.integers(2))
+    bias = trial % 7 != 6
+    kwargs = dict(num_layers=L, bias=bias, batch_first=batch_first, bidirectional=bidirectional)
+    if kind == "lstm":
+        ours = nn.LSTM(I, H, **kwargs, dtype=dtype, rng=rng)
+        theirs = torch.nn.LSTM(I, H, **kwargs, dtype=tdtype)
+    else:
+        ours = nn.RNN(I, H, nonlinearity=kind.split("_")[1], **kwargs, dtype=dtype, rng=rng)
+        theirs = torch.nn.RNN(I, H, nonlinearity=kind.split("_")[1], **kwargs, dtype=tdtype)
+    if bias:
+        _randomize_biases(ours, rng)
+    _load_into_torch(torch, ours, theirs)
+
+    D = 2 if bidirectional else 1
+    if unbatched:
+        x = rng.standard_normal((T, I)).astype(dtype)
+        state_shape = (L * D, H)
+    else:
+        x = rng.standard_normal((N, T, I) if batch_first else (T, N, I)).astype(dtype)
+        state_shape = (L * D, N, H)
+    n_states = 2 if kind == "lstm" else 1
+    states = [rng.standard_normal(state_shape).astype(dtype) for _ in range(n_states)]
+
+    xt = to_torch(torch, x, True)
+    st = [to_torch(torch, s, True) for s in states]
+    if kind == "lstm":
+        hx, hxt = (tuple(states), tuple(st)) if give_state else (None, None)
+    else:
+        hx, hxt = (states[0], st[0]) if give_state else (None, None)
+    out, finals = ours(x, hx)
+    tout, tfinals = theirs(xt, hxt)
+    finals = finals if kind == "lstm" else (finals,)
+    tfinals = tfinals if kind == "lstm" else (tfinals,)
+
+    worst = assert_close(out, tout.detach().numpy(), dtype, "output")
+    for f, tf in zip(finals, tfinals):
+        worst = max(worst, assert_close(f, tf.detach().numpy(), dtype, "final state"))
+
+    g_out = rng.standard_normal(out.shape).astype(dtype)
+    g_finals = [rng.standard_normal(f.shape).astype(dtype) for f in finals]
+    loss = (tout * to_torch(torch, g_out)).sum()
+    for tf, g in zip(tfinals, g_finals):
+        loss = loss + (tf * to_torch(torch, g)).sum()
+    loss.backward()
+    if kind == "lstm":
+        grad_x, grad_states = ours.backward(g_out, tuple(g_finals))
+    else:
+        grad_x, grad_h0 = ours.backward(g_out, g_finals[0])
+        grad_states = (grad_h0,)
+
+    worst = max(worst, assert_close(grad_x, xt.grad.numpy(), dtype, "grad x"))
+    if give_state:
+        for g, s in zip(grad_states, st):
+            worst = max(worst, assert_close(g, s.grad.numpy(), dtype, "grad initial state"))
+    worst = max(worst, _compare_params(torch, ours, theirs, dtype))
+    return worst
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "lstm"])
+def test_sequence_layers_match_torch(torch, kind, dtype):
+    rng = np.random.default_rng(abs(hash((kind, str(dtype)))) % 2**32)
+    worst = max(_sequence_case(torch, rng, kind, dtype, trial) for trial in range(25))
+    print(f"{kind} {np.dtype(dtype)}: worst relative error {worst:.2e}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "lstm"])
+def test_cells_match_torch(torch, kind, dtype):
+    rng = np.random.default_rng(7)
+    tdtype = getattr(torch, TORCH_DTYPE[dtype])
+    for trial in range(10):
+        N, I, H = (int(v) for v in rng.integers(1, 7, size=3))
+        unbatched = trial % 3 == 2
+        if kind == "lstm":
+            ours, theirs = nn.LSTMCell(I, H, dtype=dtype, rng=rng), torch.nn.LSTMCell(I, H, dtype=tdtype)
+        else:
+            nl = kind.split("_")[1]
+            ours = nn.RNNCell(I, H, nonlinearity=nl, dtype=dtype, rng=rng)
+            theirs = torch.nn.RNNCell(I, H, nonlinearity=nl, dtype=tdtype)
+        _randomize_biases(ours, rng)
+        _load_into_torch(torch, ours, theirs)
+        lead = () if unbatched else (N,)
+        x = rng.standard_normal(lead + (I,)).astype(dtype)
+        states = [rng.standard_normal(lead + (H,)).astype(dtype) for _ in range(2 if kind == "lstm" else 1)]
+        xt, st = to_torch(torch, x, True), [to_torch(torch, s, True) for s in states]
+        g = [rng.standard_normal(lead + (H,)).astype(dtype) for _ in states]
+        if kind == "lstm":
+            h, c = ours(x, tuple(states))
+            th, tc = theirs(xt, tuple(st))
+            assert_close(h, th.detach().numpy(), dtype, "h'")
+            assert_close(c, tc.detach().numpy(), dtype, "c'")
+            ((th * to_torch(torch, g[0])).sum() + (tc * to_torch(torch, g[1])).sum()).backward()
+            grad_x, grad_states = ours.backward((g[0], g[1]))
+        else:
+            h = ours(x, states[0])
+            th = theirs(xt, st[0])
+            assert_close(h, th.detach().numpy(), dtype, "h'")
+            (th * to_torch(torch, g[0])).sum().backward()
+            grad_x, grad_h = ours.backward(g[0])
+            grad_states = (grad_h,)
+        assert_close(grad_x, xt.grad.numpy(), dtype, "grad x")
+        for gs, s in zip(grad_states, st):
+            assert_close(gs, s.grad.numpy(), dtype, "grad state")
+        _compare_params(torch, ours, theirs, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_mlp_matches_torch(torch, activation, dtype):
+    rng = np.random.default_rng(3)
+    tdtype = getattr(torch, TORCH_DTYPE[dtype])
+    act = {"sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[activation]
+    for trial in range(10):
+        sizes = [int(s) for s in rng.integers(1, 9, size=rng.integers(2, 5))]
+        ours = nn.MLP(sizes, activation=activation, dtype=dtype, rng=rng)
+        layers = []
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(torch.nn.Linear(a, b, dtype=tdtype))
+            if k < len(sizes) - 2:
+                layers.append(act())
+        theirs = torch.nn.Sequential(*layers)
+        _randomize_biases(ours, rng)
+        _load_into_torch(torch, ours, theirs)
+        lead = tuple(rng.integers(1, 4, size=rng.integers(1, 3)))  # any leading axes
+        x = rng.standard_normal(lead + (sizes[0],)).astype(dtype)
+        xt = to_torch(torch, x, True)
+        y, ty = ours(x), theirs(xt)
+        assert_close(y, ty.detach().numpy(), dtype, "output")
+        g = rng.standard_normal(y.shape).astype(dtype)
+        (ty * to_torch(torch, g)).sum().backward()
+        assert_close(ours.backward(g), xt.grad.numpy(), dtype, "grad x")
+        _compare_params(torch, ours, theirs, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_without_bias_matches_torch(torch, dtype):
+    rng = np.random.default_rng(5)
+    tdtype = getattr(torch, TORCH_DTYPE[dtype])
+    ours, theirs = nn.Linear(4, 3, bias=False, dtype=dtype, rng=rng), torch.nn.Linear(4, 3, bias=False, dtype=tdtype)
+    _load_into_torch(torch, ours, theirs)
+    x = rng.standard_normal((1, 4)).astype(dtype)  # one row: the outer-product path of dW
+    xt = to_torch(torch, x, True)
+    y, ty = ours(x), theirs(xt)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    (ty * to_torch(torch, g)).sum().backward()
+    assert_close(y, ty.detach().numpy(), dtype, "output")
+    assert_close(ours.backward(g), xt.grad.numpy(), dtype, "grad x")
+    _compare_params(torch, ours, theirs, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_losses_match_torch(torch, dtype):
+    rng = np.random.default_rng(11)
+    for trial in range(10):
+        N, C = int(rng.integers(1, 8)), int(rng.integers(2, 8))
+        # Large logits exercise the log-sum-exp shift.
+        logits = (rng.standard_normal((N, C)) * (50 if trial % 2 else 1)).astype(dtype)
+        target = rng.integers(0, C, size=N)
+        lt = to_torch(torch, logits, True)
+        ce = nn.CrossEntropyLoss()
+        loss = ce(logits, target)
+        tloss = torch.nn.functional.cross_entropy(lt, torch.tensor(target))
+        tloss.backward()
+        assert_close(loss, tloss.item(), dtype, "cross-entropy")
+        assert_close(ce.backward(), lt.grad.numpy(), dtype, "cross-entropy grad")
+
+        shape = tuple(rng.integers(1, 5, size=rng.integers(1, 4)))
+        pred, target = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+        pt = to_torch(torch, pred, True)
+        mse = nn.MSELoss()
+        loss = mse(pred, target)
+        tloss = torch.nn.functional.mse_loss(pt, to_torch(torch, target))
+        tloss.backward()
+        assert isinstance(loss, float)
+        assert_close(loss, tloss.item(), dtype, "mse")
+        grad = mse.backward()
+        assert grad.dtype == dtype
+        assert_close(grad, pt.grad.numpy(), dtype, "mse grad")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_torch_state_dict_loads_into_rnnlab(torch, kind):
+    """The other direction: torch's own init and names load into ours and give its outputs."""
+    rng = np.random.default_rng(13)
+    cls, tcls = (nn.LSTM, torch.nn.LSTM) if kind == "lstm" else (nn.RNN, torch.nn.RNN)
+    theirs = tcls(5, 6, num_layers=2, bidirectional=True, dtype=torch.float64)
+    ours = cls(5, 6, num_layers=2, bidirectional=True, dtype=np.float64, rng=rng)
+    ours.load_state_dict(theirs.state_dict())  # tensors are accepted directly
+    x = rng.standard_normal((4, 3, 5))
+    out, _ = ours(x)
+    tout, _ = theirs(torch.tensor(x))
+    assert_close(out, tout.detach().numpy(), np.float64, "output after loading torch weights")
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_init_matches_torch_distribution(kind):
+    """Every parameter lies in U(-1/√H, 1/√H) and fills most of that range."""
+    H = 64
+    layer = (nn.LSTM if kind == "lstm" else nn.RNN)(16, H, num_layers=2, rng=0)
+    bound = 1 / np.sqrt(H)
+    for name, p in layer.named_parameters():
+        assert np.abs(p.data).max() <= bound, name
+        assert np.abs(p.data).max() > 0.9 * bound, name
+        # U(-b, b) has std b/√3; allow five standard errors for the mean.
+        assert abs(p.data.mean()) < 5 * bound / np.sqrt(3 * p.data.size), name
