@@ -1,0 +1,152 @@
+"""Bad input gets a ValueError/TypeError naming what was expected and what came."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnnlab import nn
+
+F32 = np.float32
+
+
+def test_wrong_rank():
+    lstm = nn.LSTM(3, 4, rng=0)
+    with pytest.raises(ValueError, match=r"expected a 2-D or 3-D array, got 4-D"):
+        lstm(np.zeros((2, 2, 2, 3), F32))
+    with pytest.raises(ValueError, match=r"expected a 1-D or 2-D array, got 3-D"):
+        nn.RNNCell(3, 4, rng=0)(np.zeros((1, 2, 3), F32))
+
+
+def test_wrong_feature_size():
+    with pytest.raises(ValueError, match=r"expected last dimension \(features\) 3, got shape \(5, 2, 4\)"):
+        nn.RNN(3, 4, rng=0)(np.zeros((5, 2, 4), F32))
+    with pytest.raises(ValueError, match=r"expected last dimension \(features\) 3"):
+        nn.Linear(3, 2, rng=0)(np.zeros((5, 2), F32))
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_wrong_state_shape(batch_first):
+    lstm = nn.LSTM(3, 4, num_layers=2, batch_first=batch_first, rng=0)
+    x = np.zeros((5, 2, 3), F32)
+    good = np.zeros((2, 5 if batch_first else 2, 4), F32)
+    bad = np.zeros((1, 2, 4), F32)
+    with pytest.raises(ValueError, match=r"h0: expected shape \(2, \d, 4\), got \(1, 2, 4\)"):
+        lstm(x, (bad, good))
+    with pytest.raises(ValueError, match=r"c0: expected shape"):
+        lstm(x, (good, bad))
+    with pytest.raises(TypeError, match=r"expected a tuple \(h0, c0\)"):
+        lstm(x, good)
+    with pytest.raises(ValueError, match=r"h0: expected shape \(1, 4\), got \(2, 4\)"):
+        nn.RNN(3, 4, rng=0)(np.zeros((5, 3), F32), np.zeros((2, 4), F32))
+
+
+def test_wrong_dtype():
+    with pytest.raises(TypeError, match=r"expected dtype float32, got float64"):
+        nn.LSTM(3, 4, rng=0)(np.zeros((5, 2, 3)))
+    with pytest.raises(TypeError, match=r"expected dtype float64, got float32"):
+        nn.Linear(3, 4, dtype=np.float64, rng=0)(np.zeros((5, 3), F32))
+    with pytest.raises(TypeError, match=r"expected a numpy array"):
+        nn.RNN(3, 4, rng=0)([[[0.0, 0.0, 0.0]]])
+    with pytest.raises(TypeError, match=r"dtype must be float32 or float64, got int32"):
+        nn.LSTM(3, 4, dtype=np.int32)
+
+
+def test_nan_input():
+    x = np.zeros((5, 2, 3), F32)
+    x[2, 1, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        nn.LSTM(3, 4, rng=0)(x)
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match=r"hidden_size must be a positive integer, got 0"):
+        nn.LSTM(3, 0)
+    with pytest.raises(ValueError, match=r"nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
+        nn.RNN(3, 4, nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match=r"activation must be one of"):
+        nn.MLP([2, 3], activation="gelu")
+
+
+def test_load_state_dict_missing_unexpected_and_shape():
+    lstm = nn.LSTM(3, 4, rng=0)
+    before = lstm.state_dict()
+    sd = lstm.state_dict()
+    del sd["bias_hh_l0"]
+    with pytest.raises(ValueError, match=r"missing keys \['bias_hh_l0'\]"):
+        lstm.load_state_dict(sd)
+    sd = lstm.state_dict()
+    sd["weight_ih_l1"] = np.zeros((16, 4), F32)
+    with pytest.raises(ValueError, match=r"unexpected keys \['weight_ih_l1'\]"):
+        lstm.load_state_dict(sd)
+    sd = {k: v + 1 for k, v in lstm.state_dict().items()}
+    sd["weight_hh_l0"] = np.zeros((16, 5), F32)
+    with pytest.raises(ValueError, match=r"'weight_hh_l0' expected shape \(16, 4\), got \(16, 5\)"):
+        lstm.load_state_dict(sd)
+    sd["weight_hh_l0"] = np.full((16, 4), np.nan, F32)
+    with pytest.raises(ValueError, match=r"'weight_hh_l0' contains NaN"):
+        lstm.load_state_dict(sd)
+    # Checked before assigned: the failed loads changed nothing.
+    for k, v in lstm.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    # strict=False reports instead of raising.
+    sd = lstm.state_dict()
+    del sd["bias_hh_l0"]
+    result = lstm.load_state_dict(sd, strict=False)
+    assert result.missing_keys == ["bias_hh_l0"] and result.unexpected_keys == []
+
+
+@pytest.mark.parametrize("make", [
+    lambda: (nn.Linear(3, 2, rng=0), (np.zeros((2, 2), F32),)),
+    lambda: (nn.RNN(3, 2, rng=0), (np.zeros((1, 1, 2), F32),)),
+    lambda: (nn.LSTM(3, 2, rng=0), (np.zeros((1, 1, 2), F32),)),
+    lambda: (nn.LSTMCell(3, 2, rng=0), ((np.zeros((1, 2), F32), None),)),
+    lambda: (nn.RNNCell(3, 2, rng=0), (np.zeros((1, 2), F32),)),
+    lambda: (nn.Tanh(), (np.zeros((1, 2), F32),)),
+    lambda: (nn.MSELoss(), ()),
+])
+def test_backward_before_forward(make):
+    module, args = make()
+    with pytest.raises(ValueError, match="backward called before forward"):
+        module.backward(*args)
+
+
+def test_second_backward_for_one_forward_is_refused():
+    lstm = nn.LSTM(3, 2, rng=0)
+    out, _ = lstm(np.ones((4, 1, 3), F32))
+    lstm.backward(np.ones_like(out))
+    with pytest.raises(ValueError, match="backward called before forward"):
+        lstm.backward(np.ones_like(out))
+
+
+def test_grad_output_of_the_wrong_shape():
+    rnn = nn.RNN(3, 2, batch_first=True, rng=0)
+    out, _ = rnn(np.ones((4, 5, 3), F32))  # (N=4, T=5, 3)
+    with pytest.raises(ValueError, match=r"grad_output: expected shape \(4, 5, 2\), got \(5, 4, 2\)"):
+        rnn.backward(np.ones((5, 4, 2), F32))
+
+
+def test_losses_reject_bad_targets():
+    with pytest.raises(ValueError, match=r"expected shape \(3, 2\), got \(3,\)"):
+        nn.MSELoss()(np.zeros((3, 2), F32), np.zeros(3, F32))
+    with pytest.raises(TypeError, match="integer ndarray"):
+        nn.CrossEntropyLoss()(np.zeros((3, 2), F32), np.zeros(3, F32))
+    with pytest.raises(ValueError, match=r"classes in \[0, 2\), got values in \[0, 2\]"):
+        nn.CrossEntropyLoss()(np.zeros((3, 2), F32), np.array([0, 1, 2]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(0, 4), min_size=0, max_size=4),
+       dtype=st.sampled_from([np.float32, np.float64, np.int64]))
+def test_fuzzed_inputs_get_a_clear_error_or_a_right_shape(shape, dtype):
+    """Any input is either accepted with the right output shape or refused with ValueError/TypeError."""
+    lstm = nn.LSTM(3, 2, num_layers=2, bidirectional=True, rng=0)
+    x = np.ones(shape, dtype=dtype)
+    try:
+        out, (h, c) = lstm(x)
+    except (ValueError, TypeError):
+        return
+    assert out.shape == tuple(shape[:-1]) + (4,)
+    assert h.shape == ((4,) if x.ndim == 2 else (4, shape[1])) + (2,)

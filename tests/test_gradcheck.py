@@ -1,0 +1,77 @@
+"""Finite differences (no torch) agree with every module's backward, and catch a wrong one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rnnlab import nn
+from rnnlab.gradcheck import gradcheck, gradcheck_loss
+
+F64 = np.float64
+TOL = 1e-5  # central differences in float64 with eps=1e-6 reach ~1e-7 here
+
+
+def _biased(module, rng):
+    for name, p in module.named_parameters():
+        if "bias" in name:
+            p.data[...] = rng.uniform(0.2, 0.8, p.shape) * rng.choice([-1, 1], p.shape)
+    return module
+
+
+def _cases(rng):
+    T, N, I, H = 4, 3, 3, 4
+    x = rng.standard_normal((T, N, I))
+    state = lambda L: rng.standard_normal((L, N, H))  # noqa: E731
+    yield "Linear", nn.Linear(I, H, dtype=F64, rng=rng), (x,)
+    for act in ("sigmoid", "tanh", "relu"):
+        yield f"MLP-{act}", nn.MLP([I, 5, 2], activation=act, dtype=F64, rng=rng), (x,)
+    yield "RNN-tanh", nn.RNN(I, H, num_layers=2, dtype=F64, rng=rng), (x, state(2))
+    yield "RNN-relu-bi", nn.RNN(I, H, nonlinearity="relu", bidirectional=True, dtype=F64, rng=rng), (x,)
+    yield "LSTM", nn.LSTM(I, H, num_layers=2, dtype=F64, rng=rng), (x, (state(2), state(2)))
+    yield "LSTM-bi-batch-first", nn.LSTM(I, H, bidirectional=True, batch_first=True, dtype=F64,
+                                         rng=rng), (x.transpose(1, 0, 2).copy(),)
+    yield "LSTM-unbatched", nn.LSTM(I, H, dtype=F64, rng=rng), (x[:, 0].copy(),)
+    yield "RNNCell", nn.RNNCell(I, H, dtype=F64, rng=rng), (x[0], state(1)[0])
+    yield "LSTMCell", nn.LSTMCell(I, H, dtype=F64, rng=rng), (x[0], (state(1)[0], state(1)[0]))
+
+
+@pytest.mark.parametrize("index", range(len(list(_cases(np.random.default_rng(0))))))
+def test_every_module_passes_gradcheck(index):
+    rng = np.random.default_rng(index)
+    name, module, inputs = list(_cases(rng))[index]
+    report = gradcheck(_biased(module, rng), *inputs, rng=rng, max_elements=None)
+    assert report.checked > 0
+    assert report.passed(TOL), f"{name}: {report}"
+
+
+def test_losses_pass_gradcheck():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((5, 4)) * 3
+    report = gradcheck_loss(nn.CrossEntropyLoss(), logits, rng.integers(0, 4, 5))
+    assert report.passed(TOL), report
+    report = gradcheck_loss(nn.MSELoss(), rng.standard_normal((3, 2)), rng.standard_normal((3, 2)))
+    assert report.passed(TOL), report
+
+
+def test_gradcheck_catches_a_wrong_bias_gradient(monkeypatch):
+    """The checker must fail when a backward is wrong: drop one of the LSTM's two bias grads."""
+    from rnnlab.nn import recurrent
+
+    def add_grads_without_bias_hh(self, suffix, grads):
+        grad_w_ih, grad_w_hh, grad_b = grads
+        getattr(self, "weight_ih" + suffix).grad += grad_w_ih
+        getattr(self, "weight_hh" + suffix).grad += grad_w_hh
+        getattr(self, "bias_ih" + suffix).grad += grad_b
+
+    monkeypatch.setattr(recurrent._RecurrentBase, "_add_grads", add_grads_without_bias_hh)
+    rng = np.random.default_rng(1)
+    lstm = _biased(nn.LSTM(3, 4, dtype=F64, rng=rng), rng)
+    report = gradcheck(lstm, rng.standard_normal((4, 2, 3)), rng=rng)
+    assert not report.passed(TOL)
+    assert report.worst.startswith("bias_hh_l0")
+
+
+def test_gradcheck_requires_float64():
+    with pytest.raises(TypeError, match="float64"):
+        gradcheck(nn.Linear(2, 2, rng=0), np.zeros((1, 2), np.float32))
