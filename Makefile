@@ -17,7 +17,7 @@ $(BIN)/python:
 
 # Stamp files so that a second `make test` does not reinstall anything.
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[fast]'
 	touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python

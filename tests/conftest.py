@@ -27,6 +27,19 @@ def assert_close(actual, expected, dtype, what=""):
     return err
 
 
+def _backends():
+    from rnnlab.functional.backend import numba_available
+    return ["numpy", "numba"] if numba_available() else ["numpy"]
+
+
+@pytest.fixture(params=_backends())
+def backend(request):
+    """Run a test once per implementation of the time loops (both are tested against torch)."""
+    from rnnlab.functional.backend import use_backend
+    with use_backend(request.param):
+        yield request.param
+
+
 @pytest.fixture
 def torch():
     torch = pytest.importorskip("torch")

@@ -37,7 +37,7 @@ def _cases(rng):
 
 
 @pytest.mark.parametrize("index", range(len(list(_cases(np.random.default_rng(0))))))
-def test_every_module_passes_gradcheck(index):
+def test_every_module_passes_gradcheck(backend, index):
     rng = np.random.default_rng(index)
     name, module, inputs = list(_cases(rng))[index]
     report = gradcheck(_biased(module, rng), *inputs, rng=rng, max_elements=None)
@@ -75,3 +75,20 @@ def test_gradcheck_catches_a_wrong_bias_gradient(monkeypatch):
 def test_gradcheck_requires_float64():
     with pytest.raises(TypeError, match="float64"):
         gradcheck(nn.Linear(2, 2, rng=0), np.zeros((1, 2), np.float32))
+
+
+def test_backend_choice(monkeypatch):
+    """auto picks numba only for small steps; numpy can always be forced; bad names are refused."""
+    from rnnlab.functional import backend
+
+    with backend.use_backend("numpy"):
+        assert backend.loops_for(1, 8) == "numpy"
+    if backend.numba_available():
+        with backend.use_backend("auto"):
+            assert backend.loops_for(1, backend.AUTO_NUMBA_MAX_UNITS) == "numba"
+            assert backend.loops_for(2, backend.AUTO_NUMBA_MAX_UNITS) == "numpy"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        backend.set_backend("cuda")
+    monkeypatch.setattr(backend, "numba_available", lambda: False)
+    with pytest.raises(ValueError, match="needs numba installed"):
+        backend.set_backend("numba")

@@ -23,24 +23,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _loops_numpy
+from ._loops_numpy import state_views as _state_views
+from .backend import loops_for
 from .linear import outer_sum
 
 
-def _sweep(T: int, reverse: bool):
-    """Time indices in the order a direction processes them."""
-    return range(T - 1, -1, -1) if reverse else range(T)
-
-
-def _state_views(states: np.ndarray, reverse: bool):
-    """Split a (T+1, N, H) state buffer into (outputs, previous states), both (T, N, H).
-
-    Forward: states[0] is the initial state, step t writes states[t+1].
-    Reverse: states[T] is the initial state, step t writes states[t].
-    In both, ``prev[t]`` is the state that step t reads.
-    """
-    if reverse:
-        return states[:-1], states[1:]
-    return states[1:], states[:-1]
+def _loops(batch, hidden):
+    """The module that runs the time loops for a step of this size (see backend.py)."""
+    if loops_for(batch, hidden) == "numba":
+        from . import _loops_numba
+        return _loops_numba
+    return _loops_numpy
 
 
 def _input_projection(x, weight_ih, bias_ih, bias_hh, out):
@@ -93,16 +87,7 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     out, prev = _state_views(states, reverse)  # (T, N, H) each
     states[-1 if reverse else 0] = h0
     _input_projection(x, weight_ih, bias_ih, bias_hh, out)  # out holds pre_t for now
-    weight_hh_t = weight_hh.T  # (H, H) view
-    recur = np.empty((N, H), dtype=x.dtype)  # h_{t-1} W_hhᵀ
-    act = np.tanh if nonlinearity == "tanh" else None
-    for t in _sweep(T, reverse):
-        np.matmul(prev[t], weight_hh_t, out=recur)
-        out[t] += recur
-        if act is not None:
-            act(out[t], out=out[t])
-        else:
-            np.maximum(out[t], 0, out=out[t])
+    _loops(N, H).rnn_forward_loop(states, weight_hh, nonlinearity == "relu", reverse)
     h_n = states[0] if reverse else states[T]
     cache = (x, states, weight_ih, weight_hh, bias_ih is not None, nonlinearity, reverse)
     return (out, h_n), cache
@@ -127,31 +112,15 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None):
     T, N, _ = x.shape
     H = weight_hh.shape[0]
     out, prev = _state_views(states, reverse)
-    d_pre = np.empty((T, N, H), dtype=x.dtype)  # act'(pre_t), then dL/dpre_t
-    if nonlinearity == "tanh":
-        np.multiply(out, out, out=d_pre)
-        np.subtract(1, d_pre, out=d_pre)
-    else:
-        np.greater(out, 0, out=d_pre)
+    d_pre = np.empty((T, N, H), dtype=x.dtype)  # dL/dpre_t
     dh = np.zeros((N, H), dtype=x.dtype) if grad_h_n is None else np.array(grad_h_n, dtype=x.dtype)
-    for t in _sweep(T, not reverse):  # BPTT runs the sweep backwards
-        if grad_output is not None:
-            dh += grad_output[t]
-        d_pre[t] *= dh
-        np.matmul(d_pre[t], weight_hh, out=dh)
+    _loops(N, H).rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, nonlinearity == "relu",
+                               reverse)
     grad_x = (d_pre.reshape(T * N, H) @ weight_ih).reshape(T, N, -1)
     return grad_x, dh, _param_grads(d_pre, x, prev, has_bias)
 
 
 # -------------------------------------------------------------------------- LSTM
-
-
-def _sigmoid_(a):
-    """In-place 1/(1+exp(-a)); the caller silences overflow (exp(-a) = inf gives 0, correctly)."""
-    np.negative(a, out=a)
-    np.exp(a, out=a)
-    a += 1
-    np.reciprocal(a, out=a)
 
 
 def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=False):
@@ -178,32 +147,12 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
     h_states = np.empty((T + 1, N, H), dtype=dtype)
     c_states = np.empty((T + 1, N, H), dtype=dtype)
     tanh_c = np.empty((T, N, H), dtype=dtype)
-    h_out, h_prev = _state_views(h_states, reverse)
-    c_out, c_prev = _state_views(c_states, reverse)
     first = -1 if reverse else 0
     h_states[first] = h0
     c_states[first] = c0
     _input_projection(x, weight_ih, bias_ih, bias_hh, gates)
-    i_all, f_all = gates[..., :H], gates[..., H:2 * H]  # (T, N, H) views
-    g_all, o_all = gates[..., 2 * H:3 * H], gates[..., 3 * H:]
-    weight_hh_t = weight_hh.T  # (H, 4H) view
-    recur = np.empty((N, 4 * H), dtype=dtype)  # h_{t-1} W_hhᵀ
-    g_new = np.empty((N, H), dtype=dtype)
-    i_g = np.empty((N, H), dtype=dtype)
-    with np.errstate(over="ignore"):
-        for t in _sweep(T, reverse):
-            pre = gates[t]
-            np.matmul(h_prev[t], weight_hh_t, out=recur)
-            pre += recur
-            # σ over the whole block is one call chain; g is taken by tanh first.
-            np.tanh(g_all[t], out=g_new)
-            _sigmoid_(pre)
-            g_all[t] = g_new
-            np.multiply(f_all[t], c_prev[t], out=c_out[t])
-            np.multiply(i_all[t], g_new, out=i_g)
-            c_out[t] += i_g
-            np.tanh(c_out[t], out=tanh_c[t])
-            np.multiply(o_all[t], tanh_c[t], out=h_out[t])
+    _loops(N, H).lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse)
+    h_out, _ = _state_views(h_states, reverse)
     last = 0 if reverse else T
     cache = (x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh,
              bias_ih is not None, reverse)
@@ -233,36 +182,9 @@ def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None):
     H = weight_hh.shape[1]
     dtype = x.dtype
     _, h_prev = _state_views(h_states, reverse)
-    _, c_prev = _state_views(c_states, reverse)
     dh = np.zeros((N, H), dtype=dtype) if grad_h_n is None else np.array(grad_h_n, dtype=dtype)
     dc = np.zeros((N, H), dtype=dtype) if grad_c_n is None else np.array(grad_c_n, dtype=dtype)
-    upstream = np.empty((N, 4 * H), dtype=dtype)  # dL/d[i f g o]_t
-    u_i, u_f = upstream[:, :H], upstream[:, H:2 * H]
-    u_g, u_o = upstream[:, 2 * H:3 * H], upstream[:, 3 * H:]
-    local = np.empty((N, 4 * H), dtype=dtype)  # d[i f g o]_t / dpre_t
-    local_g = local[:, 2 * H:3 * H]
-    tanh_sq = np.empty((N, H), dtype=dtype)
-    for t in _sweep(T, not reverse):  # BPTT runs the sweep backwards
-        act = gates[t]
-        i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
-        if grad_output is not None:
-            dh += grad_output[t]
-        np.multiply(dh, tanh_c[t], out=u_o)
-        dh *= o  # dL/dtanh(c_t)
-        np.multiply(tanh_c[t], tanh_c[t], out=tanh_sq)
-        np.subtract(1, tanh_sq, out=tanh_sq)
-        dh *= tanh_sq
-        dc += dh  # dL/dc_t, whole
-        np.multiply(dc, g, out=u_i)
-        np.multiply(dc, c_prev[t], out=u_f)
-        np.multiply(dc, i, out=u_g)
-        dc *= f  # dL/dc_{t-1}
-        np.subtract(1, act, out=local)
-        local *= act  # s(1-s); the g slot is redone below
-        np.multiply(g, g, out=local_g)
-        np.subtract(1, local_g, out=local_g)
-        np.multiply(upstream, local, out=act)  # dL/dpre_t replaces the activations
-        np.matmul(act, weight_hh, out=dh)  # dL/dh_{t-1}
+    _loops(N, H).lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse)
     d_pre = gates
     grad_x = (d_pre.reshape(T * N, 4 * H) @ weight_ih).reshape(T, N, -1)
     return grad_x, dh, dc, _param_grads(d_pre, x, h_prev, has_bias)

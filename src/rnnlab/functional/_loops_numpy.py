@@ -1,0 +1,137 @@
+"""The per-step time loops in plain NumPy: the readable reference backend.
+
+Each function runs one direction's recurrence over all T steps, in place, on
+buffers that :mod:`rnnlab.functional.recurrent` allocated; that module's
+docstrings carry the equations. Every step is a handful of in-place NumPy
+calls (``out=``), with no allocation inside the loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sweep(T: int, reverse: bool):
+    """Time indices in the order a direction processes them."""
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+def state_views(states: np.ndarray, reverse: bool):
+    """Split a (T+1, N, H) state buffer into (outputs, previous states), both (T, N, H).
+
+    Forward: states[0] is the initial state, step t writes states[t+1].
+    Reverse: states[T] is the initial state, step t writes states[t].
+    In both, ``prev[t]`` is the state that step t reads.
+    """
+    if reverse:
+        return states[:-1], states[1:]
+    return states[1:], states[:-1]
+
+
+def rnn_forward_loop(states, weight_hh, relu, reverse):
+    """states (T+1, N, H): the initial state at its end, pre_t (input part) in the output slots.
+
+    Leaves h_t = act(pre_t + h_{t-1} W_hhᵀ) in the output slots.
+    """
+    out, prev = state_views(states, reverse)
+    weight_hh_t = weight_hh.T  # (H, H) view
+    recur = np.empty(out.shape[1:], dtype=states.dtype)  # (N, H): h_{t-1} W_hhᵀ
+    for t in sweep(out.shape[0], reverse):
+        np.matmul(prev[t], weight_hh_t, out=recur)
+        out[t] += recur
+        if relu:
+            np.maximum(out[t], 0, out=out[t])
+        else:
+            np.tanh(out[t], out=out[t])
+
+
+def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse):
+    """Fill d_pre (T, N, H) with dL/dpre_t; dh (N, H) enters as dL/dh_T, leaves as dL/dh_0."""
+    out, _ = state_views(states, reverse)
+    if relu:  # act' from the output: 1[h > 0] or 1 - h², for all steps at once
+        np.greater(out, 0, out=d_pre)
+    else:
+        np.multiply(out, out, out=d_pre)
+        np.subtract(1, d_pre, out=d_pre)
+    for t in sweep(out.shape[0], not reverse):  # BPTT runs the sweep backwards
+        if grad_output is not None:
+            dh += grad_output[t]
+        d_pre[t] *= dh
+        np.matmul(d_pre[t], weight_hh, out=dh)
+
+
+def _sigmoid_(a):
+    """In-place 1/(1+exp(-a)); the caller silences overflow (exp(-a) = inf gives 0, correctly)."""
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    a += 1
+    np.reciprocal(a, out=a)
+
+
+def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse):
+    """gates (T, N, 4H) hold the input part of pre_t and receive [i f g o]_t.
+
+    h_states, c_states (T+1, N, H) hold the initial states and receive h_t, c_t;
+    tanh_c (T, N, H) receives tanh(c_t).
+    """
+    T, N, G = gates.shape
+    H = G // 4
+    h_out, h_prev = state_views(h_states, reverse)
+    c_out, c_prev = state_views(c_states, reverse)
+    i_all, f_all = gates[..., :H], gates[..., H:2 * H]  # (T, N, H) views
+    g_all, o_all = gates[..., 2 * H:3 * H], gates[..., 3 * H:]
+    weight_hh_t = weight_hh.T  # (H, 4H) view
+    recur = np.empty((N, G), dtype=gates.dtype)  # h_{t-1} W_hhᵀ
+    g_new = np.empty((N, H), dtype=gates.dtype)
+    i_g = np.empty((N, H), dtype=gates.dtype)
+    with np.errstate(over="ignore"):
+        for t in sweep(T, reverse):
+            pre = gates[t]
+            np.matmul(h_prev[t], weight_hh_t, out=recur)
+            pre += recur
+            # σ over the whole block is one call chain; g is taken by tanh first.
+            np.tanh(g_all[t], out=g_new)
+            _sigmoid_(pre)
+            g_all[t] = g_new
+            np.multiply(f_all[t], c_prev[t], out=c_out[t])
+            np.multiply(i_all[t], g_new, out=i_g)
+            c_out[t] += i_g
+            np.tanh(c_out[t], out=tanh_c[t])
+            np.multiply(o_all[t], tanh_c[t], out=h_out[t])
+
+
+def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse):
+    """Overwrite gates (T, N, 4H) = [i f g o]_t with dL/dpre_t.
+
+    dh, dc (N, H) enter as dL/dh_T, dL/dc_T and leave as dL/dh_0, dL/dc_0.
+    """
+    T, N, G = gates.shape
+    H = G // 4
+    _, c_prev = state_views(c_states, reverse)
+    upstream = np.empty((N, G), dtype=gates.dtype)  # dL/d[i f g o]_t
+    u_i, u_f = upstream[:, :H], upstream[:, H:2 * H]
+    u_g, u_o = upstream[:, 2 * H:3 * H], upstream[:, 3 * H:]
+    local = np.empty((N, G), dtype=gates.dtype)  # d[i f g o]_t / dpre_t
+    local_g = local[:, 2 * H:3 * H]
+    tanh_sq = np.empty((N, H), dtype=gates.dtype)
+    for t in sweep(T, not reverse):  # BPTT runs the sweep backwards
+        act = gates[t]
+        i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
+        if grad_output is not None:
+            dh += grad_output[t]
+        np.multiply(dh, tanh_c[t], out=u_o)
+        dh *= o  # dL/dtanh(c_t)
+        np.multiply(tanh_c[t], tanh_c[t], out=tanh_sq)
+        np.subtract(1, tanh_sq, out=tanh_sq)
+        dh *= tanh_sq
+        dc += dh  # dL/dc_t, whole
+        np.multiply(dc, g, out=u_i)
+        np.multiply(dc, c_prev[t], out=u_f)
+        np.multiply(dc, i, out=u_g)
+        dc *= f  # dL/dc_{t-1}
+        np.subtract(1, act, out=local)
+        local *= act  # s(1-s); the g slot is redone below
+        np.multiply(g, g, out=local_g)
+        np.subtract(1, local_g, out=local_g)
+        np.multiply(upstream, local, out=act)  # dL/dpre_t replaces the activations
+        np.matmul(act, weight_hh, out=dh)  # dL/dh_{t-1}
