@@ -1,0 +1,29 @@
+"""rnnlab report: rebuild the compare report from a saved results.json, without rerunning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import CommandError
+
+HELP = "rebuild report.md/report.html and the plots from a results.json"
+
+
+def add_arguments(parser):
+    parser.add_argument("results", help="a results.json written by rnnlab compare")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output folder (default: beside results.json)")
+
+
+def run(args) -> int:
+    from ..report.builder import build_report, load_results
+
+    try:
+        results = load_results(args.results)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    out_dir = Path(args.out) if args.out else Path(args.results).parent
+    paths = build_report(results, out_dir)
+    print(f"report: {paths['html']}")
+    print(f"        {paths['markdown']}")
+    return 0

@@ -1,0 +1,1 @@
+"""The experiments behind ``rnnlab compare``; see :mod:`rnnlab.experiments.base` for the contract."""

@@ -1,0 +1,145 @@
+"""What every experiment of ``rnnlab compare`` provides, and the pieces they share.
+
+An experiment is a module in :mod:`rnnlab.experiments` with:
+
+- ``NAME``: a short key, used in results.json (``results["experiments"][NAME]``);
+- ``TITLE``: a heading for the report;
+- ``PRESETS``: ``{"quick": cfg, "default": cfg, "full": cfg}``, plain JSON dicts;
+- ``run(config, *, rng, progress) -> dict``: does the measuring and returns a
+  JSON-serialisable dict holding every number the report needs (and the
+  config it ran with, under "config");
+- ``claims(result) -> list[Claim]``: the claims this experiment tests, each
+  with a verdict *computed from* ``result`` (never fixed text: feed it other
+  numbers and the verdict changes);
+- ``tables(result) -> list[Table]`` and ``plots(result, out_dir) -> list[Path]``
+  (PNG files written with matplotlib's Agg backend).
+
+``claims``, ``tables`` and ``plots`` read only the result dict, so a report
+can be rebuilt from a saved results.json without rerunning anything.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..bench.timing import summarize
+
+VERDICTS = ("supported", "not supported", "nuanced")
+
+
+@dataclass
+class Claim:
+    """One claim and the verdict the numbers give it.
+
+    Attributes:
+        key: a stable identifier, e.g. "rnn-vanishing".
+        claim: the claim in one sentence, as courses state it.
+        verdict: "supported", "not supported" or "nuanced".
+        evidence: one sentence with the number(s) that decided the verdict.
+    """
+
+    key: str
+    claim: str
+    verdict: str
+    evidence: str
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+    def as_dict(self):
+        return asdict(self)
+
+
+@dataclass
+class Table:
+    """A table for the report: a title, column names and rows of cells (str or numbers)."""
+
+    title: str
+    columns: list
+    rows: list = field(default_factory=list)
+
+    def as_dict(self):
+        return asdict(self)
+
+
+class Progress:
+    """Progress reporting for experiments: a rich progress bar, or silence.
+
+    ``track(iterable, description, total)`` yields the items and advances a
+    bar; experiments use nothing else, so tests can pass ``Progress(None)``.
+    """
+
+    def __init__(self, rich_progress=None):
+        self._progress = rich_progress
+
+    def track(self, iterable, description: str, total: int | None = None):
+        if self._progress is None:
+            yield from iterable
+            return
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        task = self._progress.add_task(description, total=total)
+        try:
+            for item in iterable:
+                yield item
+                self._progress.advance(task)
+        finally:
+            self._progress.remove_task(task)
+
+
+def time_stats(samples) -> dict:
+    """Median, p10, p90 (and n, mean, min, max) of times in seconds, as a plain dict."""
+    return summarize(samples).as_dict()
+
+
+@contextmanager
+def stopwatch(times: list):
+    """Append the elapsed perf_counter seconds of the block to ``times``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        times.append(time.perf_counter() - start)
+
+
+def log_slope(x, y):
+    """Least-squares slope of log y on log x with a 95 % confidence interval.
+
+    Returns dict(slope, ci_low, ci_high, intercept); the interval is
+    slope ± t(0.975, n-2) · SE(slope), for n >= 3 points.
+    """
+    lx, ly = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
+    n = len(lx)
+    if n < 3:
+        raise ValueError(f"log_slope needs at least 3 points, got {n}")
+    A = np.vstack([lx, np.ones(n)]).T
+    (slope, intercept), residuals, *_ = np.linalg.lstsq(A, ly, rcond=None)
+    dof = n - 2
+    resid = ly - (slope * lx + intercept)
+    s2 = float(resid @ resid) / dof if dof > 0 else 0.0
+    se = np.sqrt(s2 / float(((lx - lx.mean()) ** 2).sum()))
+    t = _t975(dof)
+    return {"slope": float(slope), "ci_low": float(slope - t * se), "ci_high": float(slope + t * se),
+            "intercept": float(intercept)}
+
+
+def _t975(dof: int) -> float:
+    """Student's t 97.5 % quantile (SciPy comes with scikit-learn, a dependency already)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, dof))
+
+
+def plt():
+    """matplotlib.pyplot with the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
