@@ -29,7 +29,7 @@ def assert_close(actual, expected, dtype, what=""):
 
 def _backends():
     from rnnlab.functional.backend import numba_available
-    return ["numpy", "numba"] if numba_available() else ["numpy"]
+    return ["numpy", "numba", "fused"] if numba_available() else ["numpy"]
 
 
 @pytest.fixture(params=_backends())

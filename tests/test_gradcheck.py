@@ -78,15 +78,16 @@ def test_gradcheck_requires_float64():
 
 
 def test_backend_choice(monkeypatch):
-    """auto picks numba only for small steps; numpy can always be forced; bad names are refused."""
+    """auto: whole compiled loop for small steps, fused LSTM steps above; numpy can always be forced."""
     from rnnlab.functional import backend
 
     with backend.use_backend("numpy"):
         assert backend.loops_for(1, 8) == "numpy"
     if backend.numba_available():
         with backend.use_backend("auto"):
-            assert backend.loops_for(1, backend.AUTO_NUMBA_MAX_UNITS) == "numba"
-            assert backend.loops_for(2, backend.AUTO_NUMBA_MAX_UNITS) == "numpy"
+            assert backend.loops_for(1, backend.WHOLE_LOOP_MAX_UNITS) == "numba"
+            assert backend.loops_for(2, backend.WHOLE_LOOP_MAX_UNITS) == "fused"
+            assert backend.loops_for(2, backend.WHOLE_LOOP_MAX_UNITS, "rnn") == "numpy"
     with pytest.raises(ValueError, match="backend must be one of"):
         backend.set_backend("cuda")
     monkeypatch.setattr(backend, "numba_available", lambda: False)

@@ -1,17 +1,21 @@
-"""Which implementation runs the per-step time loops: "numba" (fused, compiled) or "numpy".
+"""Which implementation runs the per-step time loops.
 
-Both compute the same equations (see :mod:`rnnlab.functional.recurrent`) and
-both are tested against torch. The NumPy loops are the readable reference:
-a handful of NumPy calls per step, each costing about a microsecond of
-overhead plus a full pass over memory. The numba loops fuse each step's
-elementwise work into one pass and run the whole time loop in compiled code,
-which is what makes small sequences as fast as torch's fused LSTM.
+All compute the same equations (see :mod:`rnnlab.functional.recurrent`) and
+all are tested against torch:
 
-"auto" (the default when numba imports) uses numba for steps of at most
-``AUTO_NUMBA_MAX_UNITS`` batch × hidden units, where per-call overhead
-dominates, and NumPy above, where vectorised ufuncs and BLAS threads win
-(see benchmarks/backend_crossover.py). The environment variable
-``RNNLAB_BACKEND`` (auto, numpy or numba) overrides the default.
+- "numpy": the readable reference, a handful of in-place NumPy calls per
+  step, each costing ~1 µs of overhead plus a pass over memory;
+- "numba": the whole time loop compiled, one fused pass per step; fastest
+  while a step is small, since it removes the per-call overhead;
+- "fused": NumPy's BLAS and SIMD tanh per step, with the rest of the LSTM
+  step fused into one compiled pass; fastest for large steps, where numba's
+  scalar exp/tanh and its single thread would lose to NumPy;
+- "auto" (the default when numba imports): "numba" for steps of at most
+  ``WHOLE_LOOP_MAX_UNITS`` batch × hidden units, "fused" above (the RNN
+  step is already three NumPy calls, so a large RNN step runs "numpy").
+
+The environment variable ``RNNLAB_BACKEND`` overrides the default. Without
+numba, everything runs "numpy".
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ import importlib.util
 import os
 from contextlib import contextmanager
 
-BACKENDS = ("auto", "numpy", "numba")
+BACKENDS = ("auto", "numpy", "numba", "fused")
 
-# Measured crossover on a 2-core AVX-512 machine: below it the compiled loop is
-# 2-4x faster per step, above it NumPy is up to 3x faster.
-AUTO_NUMBA_MAX_UNITS = 256
+# Measured crossover on a 2-core AVX-512 machine (benchmarks/backend_crossover.py):
+# below it the whole compiled loop is 2-4x faster per step than NumPy, above it
+# NumPy's vectorised ufuncs and threaded BLAS win.
+WHOLE_LOOP_MAX_UNITS = 256
 
 
 def numba_available() -> bool:
@@ -50,11 +55,17 @@ def get_backend() -> str:
     return _current
 
 
-def loops_for(batch: int, hidden: int) -> str:
-    """The implementation that runs a step of ``batch`` × ``hidden`` units now: "numpy" or "numba"."""
-    if _current == "auto":
-        return "numba" if batch * hidden <= AUTO_NUMBA_MAX_UNITS else "numpy"
-    return _current
+def loops_for(batch: int, hidden: int, cell: str = "lstm") -> str:
+    """The loops that run a step of ``batch`` × ``hidden`` units now: "numpy", "numba" or "fused".
+
+    ``cell`` is "lstm" or "rnn"; "fused" only changes the LSTM, so an RNN gets "numpy" for it.
+    """
+    choice = _current
+    if choice == "auto":
+        choice = "numba" if batch * hidden <= WHOLE_LOOP_MAX_UNITS else "fused"
+    if choice == "fused" and cell != "lstm":
+        return "numpy"
+    return choice
 
 
 def set_backend(name: str) -> None:

@@ -29,11 +29,15 @@ from .backend import loops_for
 from .linear import outer_sum
 
 
-def _loops(batch, hidden):
+def _loops(batch, hidden, cell):
     """The module that runs the time loops for a step of this size (see backend.py)."""
-    if loops_for(batch, hidden) == "numba":
+    choice = loops_for(batch, hidden, cell)
+    if choice == "numba":
         from . import _loops_numba
         return _loops_numba
+    if choice == "fused":
+        from . import _loops_fused
+        return _loops_fused
     return _loops_numpy
 
 
@@ -87,7 +91,7 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     out, prev = _state_views(states, reverse)  # (T, N, H) each
     states[-1 if reverse else 0] = h0
     _input_projection(x, weight_ih, bias_ih, bias_hh, out)  # out holds pre_t for now
-    _loops(N, H).rnn_forward_loop(states, weight_hh, nonlinearity == "relu", reverse)
+    _loops(N, H, "rnn").rnn_forward_loop(states, weight_hh, nonlinearity == "relu", reverse)
     h_n = states[0] if reverse else states[T]
     cache = (x, states, weight_ih, weight_hh, bias_ih is not None, nonlinearity, reverse)
     return (out, h_n), cache
@@ -114,7 +118,7 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None):
     out, prev = _state_views(states, reverse)
     d_pre = np.empty((T, N, H), dtype=x.dtype)  # dL/dpre_t
     dh = np.zeros((N, H), dtype=x.dtype) if grad_h_n is None else np.array(grad_h_n, dtype=x.dtype)
-    _loops(N, H).rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, nonlinearity == "relu",
+    _loops(N, H, "rnn").rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, nonlinearity == "relu",
                                reverse)
     grad_x = (d_pre.reshape(T * N, H) @ weight_ih).reshape(T, N, -1)
     return grad_x, dh, _param_grads(d_pre, x, prev, has_bias)
@@ -151,7 +155,7 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
     h_states[first] = h0
     c_states[first] = c0
     _input_projection(x, weight_ih, bias_ih, bias_hh, gates)
-    _loops(N, H).lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse)
+    _loops(N, H, "lstm").lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse)
     h_out, _ = _state_views(h_states, reverse)
     last = 0 if reverse else T
     cache = (x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh,
@@ -184,7 +188,7 @@ def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None):
     _, h_prev = _state_views(h_states, reverse)
     dh = np.zeros((N, H), dtype=dtype) if grad_h_n is None else np.array(grad_h_n, dtype=dtype)
     dc = np.zeros((N, H), dtype=dtype) if grad_c_n is None else np.array(grad_c_n, dtype=dtype)
-    _loops(N, H).lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse)
+    _loops(N, H, "lstm").lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse)
     d_pre = gates
     grad_x = (d_pre.reshape(T * N, 4 * H) @ weight_ih).reshape(T, N, -1)
     return grad_x, dh, dc, _param_grads(d_pre, x, h_prev, has_bias)

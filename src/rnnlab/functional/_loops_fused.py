@@ -1,0 +1,105 @@
+"""Per-step loops for large steps: NumPy's BLAS and SIMD ufuncs, plus one fused numba pass.
+
+For a step of many units (batch × hidden above a few hundred) the compiled
+whole-loop kernels of :mod:`._loops_numba` lose: numba's scalar exp/tanh are
+not vectorised here, while NumPy's are, and NumPy's BLAS uses every core. The
+NumPy reference, though, spends a dozen passes over memory per step. This
+module keeps what each does best:
+
+- forward, per step: the recurrent GEMM (NumPy), then ``tanh`` over all four
+  gates in one SIMD pass, using σ(x) = (1 + tanh(x/2)) / 2 with the ½ folded
+  into the i, f, o rows of the pre-activations; then one fused numba pass
+  that finishes σ and computes c; then ``tanh(c)`` and ``h = o ⊙ tanh(c)``;
+- backward, per step: one fused numba pass (no transcendental functions, so
+  it vectorises) for all the gate gradients and dc, then the dh GEMM (NumPy).
+
+The RNN step is already three NumPy calls, so the RNN uses the NumPy loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._loops_numba import _jit
+from ._loops_numpy import rnn_backward_loop, rnn_forward_loop, state_views, sweep
+
+__all__ = ["rnn_forward_loop", "rnn_backward_loop", "lstm_forward_loop", "lstm_backward_loop"]
+
+
+def _half_sigmoid_rows(G, dtype):
+    """(4H,) scale: ½ on the i, f, o rows, 1 on g, so that one tanh serves all four gates."""
+    H = G // 4
+    scale = np.full(G, 0.5, dtype=dtype)
+    scale[2 * H:3 * H] = 1
+    return scale
+
+
+@_jit
+def _finish_gates_and_cell(act, c_prev, c_out):
+    """act (N, 4H) = [tanh(pre_i/2), tanh(pre_f/2), g, tanh(pre_o/2)] -> [i, f, g, o]; c_out = f c_prev + i g."""
+    N, G = act.shape
+    H = G // 4
+    for n in range(N):
+        for j in range(H):
+            i = 0.5 + 0.5 * act[n, j]
+            f = 0.5 + 0.5 * act[n, H + j]
+            act[n, j] = i
+            act[n, H + j] = f
+            act[n, 3 * H + j] = 0.5 + 0.5 * act[n, 3 * H + j]
+            c_out[n, j] = f * c_prev[n, j] + i * act[n, 2 * H + j]
+
+
+def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse):
+    T, N, G = gates.shape
+    H = G // 4
+    h_out, h_prev = state_views(h_states, reverse)
+    c_out, c_prev = state_views(c_states, reverse)
+    scale = _half_sigmoid_rows(G, gates.dtype)
+    gates *= scale  # the input part of every step at once
+    weight_hh_t = (weight_hh * scale[:, None]).T  # (H, 4H), scaled rows
+    recur = np.empty((N, G), dtype=gates.dtype)
+    o_all = gates[..., 3 * H:]
+    for t in sweep(T, reverse):
+        act = gates[t]
+        np.matmul(h_prev[t], weight_hh_t, out=recur)
+        act += recur
+        np.tanh(act, out=act)
+        _finish_gates_and_cell(act, c_prev[t], c_out[t])
+        np.tanh(c_out[t], out=tanh_c[t])
+        np.multiply(o_all[t], tanh_c[t], out=h_out[t])
+
+
+@_jit
+def _gate_gradients(act, tc, c_prev, grad_out, has_grad_out, dh, dc):
+    """act (N, 4H) = [i f g o] -> dL/dpre; dc (N, H) -> dL/dc_{t-1}. Equations in recurrent.lstm_backward."""
+    N, G = act.shape
+    H = G // 4
+    for n in range(N):
+        for j in range(H):
+            d_h = dh[n, j]
+            if has_grad_out:
+                d_h += grad_out[n, j]
+            i = act[n, j]
+            f = act[n, H + j]
+            g = act[n, 2 * H + j]
+            o = act[n, 3 * H + j]
+            t = tc[n, j]
+            d_c = dc[n, j] + d_h * o * (1 - t * t)
+            act[n, j] = d_c * g * i * (1 - i)
+            act[n, H + j] = d_c * c_prev[n, j] * f * (1 - f)
+            act[n, 2 * H + j] = d_c * i * (1 - g * g)
+            act[n, 3 * H + j] = d_h * t * o * (1 - o)
+            dc[n, j] = d_c * f
+
+
+def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse):
+    T, N, G = gates.shape
+    _, c_prev = state_views(c_states, reverse)
+    no_grad = np.zeros((1, 1), dtype=gates.dtype)
+    for t in sweep(T, not reverse):  # BPTT runs the sweep backwards
+        act = gates[t]
+        if grad_output is None:
+            _gate_gradients(act, tanh_c[t], c_prev[t], no_grad, False, dh, dc)
+        else:
+            _gate_gradients(act, tanh_c[t], c_prev[t], grad_output[t], True, dh, dc)
+        np.matmul(act, weight_hh, out=dh)
