@@ -1,0 +1,196 @@
+"""The timing harness: interleaved repeats under a time budget, and their statistics.
+
+Method (see DESIGN.md, "How performance is shown"):
+
+1. warm-up: each callable runs ``warmup`` times, alternating, untimed;
+2. timed rounds, interleaved A B A B ...: each round gives each callable a
+   block of back-to-back calls, each timed with ``time.perf_counter``, after a
+   short sleep that lets the other library's idle threads stop spinning
+   (see :func:`interleave`); rounds go on until the budget is spent and each
+   callable has at least ``min_repeats`` timed calls;
+3. per callable: median, p10 and p90 of the per-call times.
+
+Interleaving puts both sides under the same machine noise (frequency changes,
+other processes), so that their ratio holds on a noisy machine even when the
+absolute times drift. The settle sleep keeps the interleaving from adding a
+noise of its own: without it, on this 2-core machine, OpenBLAS workers that
+spin for ~0.13 s after rnnlab's step took a core from torch's next step and
+made it up to 10× slower than alone.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["Stats", "percentile", "summarize", "interleave", "idle_spin", "gemm_throughput"]
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) of already sorted values, interpolated linearly
+    between the two nearest ranks (numpy's default "linear" method)."""
+    n = len(sorted_values)
+    if n == 0:
+        raise ValueError("percentile of an empty sample")
+    if not 0 <= q <= 100:
+        raise ValueError(f"q must be in [0, 100], got {q}")
+    pos = (n - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    frac = pos - lo
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of a sample of times (seconds)."""
+
+    n: int
+    median: float
+    p10: float
+    p90: float
+    mean: float
+    min: float
+    max: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(samples: Sequence[float]) -> Stats:
+    """Median, p10, p90, mean, min and max of a non-empty sample."""
+    values = sorted(float(s) for s in samples)
+    if not values:
+        raise ValueError("summarize: empty sample")
+    return Stats(n=len(values), median=percentile(values, 50), p10=percentile(values, 10),
+                 p90=percentile(values, 90), mean=sum(values) / len(values),
+                 min=values[0], max=values[-1])
+
+
+def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: int = 3,
+               min_repeats: int = 5, max_repeats: int | None = None, settle: float = 0.0,
+               block: float = 0.0, min_rounds: int = 1,
+               clock: Callable[[], float] = time.perf_counter,
+               sleep: Callable[[float], None] = time.sleep) -> list[list[float]]:
+    """Time callables in interleaved rounds, A B A B ..., until ``budget`` seconds are spent.
+
+    Each round gives every callable, in order, one *block*:
+
+    1. with ``settle > 0``: sleep ``settle`` seconds, so that the thread pool of the
+       previous block's library stops spinning (OpenBLAS workers busy-wait about
+       0.13 s after each call, and on a 2-core machine they take a core from the
+       other library); then one untimed call, if this callable's last call took
+       less than ``settle``, to wake its own threads as a training loop has them;
+    2. timed calls back to back until ``block`` seconds have passed (at least one).
+
+    With ``settle = block = 0`` this is strict per-call alternation A B A B.
+
+    Args:
+        fns: the callables.
+        budget: seconds from the first timed round on (warm-up excluded).
+        warmup: untimed calls of each callable first, alternating.
+        min_repeats: timed calls per callable before stopping, even past the budget.
+        max_repeats: stop once a callable has this many timed calls (None: no cap).
+        settle: seconds of sleep before each block (see above).
+        block: seconds of back-to-back timed calls per block.
+        min_rounds: rounds before stopping, even past the budget.
+        clock, sleep: the timer and the sleep (fakes in tests).
+
+    Returns:
+        one list of per-call times (seconds) per callable.
+    """
+    if not fns:
+        raise ValueError("interleave: no callables")
+    if budget < 0 or warmup < 0 or min_repeats < 1 or settle < 0 or block < 0 or min_rounds < 1:
+        raise ValueError(f"interleave: need budget, warmup, settle, block >= 0 and min_repeats, "
+                         f"min_rounds >= 1; got {budget}, {warmup}, {settle}, {block}, "
+                         f"{min_repeats}, {min_rounds}")
+    fns = list(fns)
+    last = [0.0] * len(fns)  # the latest time of each callable
+    for _ in range(warmup):
+        for i, fn in enumerate(fns):
+            t0 = clock()
+            fn()
+            last[i] = clock() - t0
+    samples: list[list[float]] = [[] for _ in fns]
+    cap = math.inf if max_repeats is None else max_repeats
+    rounds = 0
+    start = clock()
+    while True:
+        for i, fn in enumerate(fns):
+            append = samples[i].append
+            if settle > 0:
+                sleep(settle)
+                if last[i] < settle:
+                    fn()
+            block_start = clock()
+            while True:
+                t0 = clock()
+                fn()
+                t1 = clock()
+                append(t1 - t0)
+                if t1 - block_start >= block or len(samples[i]) >= cap:
+                    break
+            last[i] = samples[i][-1]
+        rounds += 1
+        if any(len(s) >= cap for s in samples):
+            break
+        if (rounds >= min_rounds and all(len(s) >= min_repeats for s in samples)
+                and clock() - start >= budget):
+            break
+    return samples
+
+
+def idle_spin(fn: Callable[[], object], *, limit: float = 0.5, tick: float = 0.005,
+              quiet: float = 0.2) -> float:
+    """Seconds during which a library's idle threads keep a CPU busy after ``fn`` returns.
+
+    Calls ``fn`` and then sleeps in ``tick`` steps, watching this process's CPU
+    time: the spin is over once 50 ms pass with less than ``quiet`` of a core in
+    use. OpenBLAS workers spin about 2^28 cycles (~0.13 s here) by default;
+    OpenMP (torch) a millisecond or so. It sets the settle time of :func:`interleave`.
+    """
+    fn()
+    start = prev_wall = time.perf_counter()
+    prev_cpu = time.process_time()
+    last_busy = start
+    while True:
+        time.sleep(tick)
+        wall, cpu = time.perf_counter(), time.process_time()
+        if cpu - prev_cpu > quiet * (wall - prev_wall):
+            last_busy = wall
+        elif wall - last_busy > 0.05 or wall - start > limit:
+            break
+        prev_wall, prev_cpu = wall, cpu
+    return last_busy - start
+
+
+def gemm_throughput(size: int = 2048, *, budget: float = 1.0, min_repeats: int = 5,
+                    dtype=np.float32, seed: int = 0) -> dict:
+    """The float32 GEMM throughput of NumPy's BLAS: a square (size × size) product.
+
+    Times ``np.matmul(a, b, out=c)`` (2·size³ FLOPs) after one warm-up call,
+    under whatever thread limit is active.
+
+    Returns:
+        dict with size, dtype, flops, repeats, median/p10/p90 seconds, and
+        ``gflops`` (from the median) and ``gflops_best`` (from the fastest call).
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((size, size)).astype(dtype)
+    b = rng.standard_normal((size, size)).astype(dtype)
+    c = np.empty((size, size), dtype=dtype)
+
+    def product():
+        np.matmul(a, b, out=c)
+
+    (times,) = interleave([product], budget=budget, warmup=1, min_repeats=min_repeats)
+    stats = summarize(times)
+    flops = 2 * size ** 3
+    return {"size": size, "dtype": np.dtype(dtype).name, "flops": flops, "repeats": stats.n,
+            "median_s": stats.median, "p10_s": stats.p10, "p90_s": stats.p90,
+            "gflops": flops / stats.median / 1e9, "gflops_best": flops / stats.min / 1e9}

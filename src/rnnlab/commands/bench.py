@@ -1,0 +1,156 @@
+"""``rnnlab bench``: time a training step against torch (or trace its memory)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import CommandError
+
+HELP = "time one training step of the MLP, RNN and LSTM against torch, or trace its memory"
+
+_MODELS = ("mlp", "rnn", "lstm")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _models(text: str) -> tuple:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [n for n in names if n not in _MODELS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated subset of {','.join(_MODELS)}, got {text!r}")
+    return tuple(dict.fromkeys(names))
+
+
+def _command_line() -> str:
+    """The command as typed (for config.json and the Markdown table)."""
+    import shlex
+    import sys
+
+    return "rnnlab " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grid", choices=("tiny", "small", "full"), default="small",
+                        help="grid of (d, n, m, T) points: tiny (tests, seconds), small "
+                             "(under a minute), full (3·2·3·3 points per model) [small]")
+    parser.add_argument("--models", type=_models, default=_MODELS, metavar="LIST",
+                        help="comma-separated models among mlp,rnn,lstm [all]")
+    parser.add_argument("--vs", choices=("torch", "none"), default=None,
+                        help="time torch too, interleaved, or rnnlab alone "
+                             "[torch when it imports, else none]")
+    parser.add_argument("--threads", type=_positive_int, default=2,
+                        help="threads for NumPy's BLAS and for torch [2]")
+    parser.add_argument("--budget", type=_positive_float, default=None, metavar="SECONDS",
+                        help="seconds of timed repeats per point [tiny 0.05, small 0.3, full 1]")
+    parser.add_argument("--warmup", type=_non_negative_int, default=3,
+                        help="untimed steps per side before timing [3]")
+    parser.add_argument("--min-repeats", type=_positive_int, default=5,
+                        help="timed steps per side even past the budget [5]")
+    parser.add_argument("--settle", type=_non_negative_float, default=None, metavar="SECONDS",
+                        help="sleep before each block of one side's steps, so that the other "
+                             "side's idle threads stop spinning [measured: OpenBLAS's spin "
+                             "+ a margin]; --settle 0 --block 0 is strict per-step A B A B")
+    parser.add_argument("--block", type=_non_negative_float, default=0.05, metavar="SECONDS",
+                        help="seconds of back-to-back timed steps of one side per round [0.05]")
+    parser.add_argument("--retries", type=_non_negative_int, default=None,
+                        help="measure a point again when other processes kept the CPUs busy "
+                             "meanwhile, after waiting for quiet [tiny 0, else 2]")
+    parser.add_argument("--gemm-size", type=_positive_int, default=None, metavar="N",
+                        help="side of the square sgemm that measures the peak "
+                             "[tiny 256, else 2048]")
+    parser.add_argument("--backend", choices=("auto", "numpy", "numba"), default=None,
+                        help="rnnlab's recurrent time loops [as set: auto when numba imports, "
+                             "else numpy]")
+    parser.add_argument("--seed", type=int, default=0, help="weights and data [0]")
+    parser.add_argument("--memory", action="store_true",
+                        help="trace the peak memory of an rnnlab training step (tracemalloc) "
+                             "against the BPTT minimum, instead of timing")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="output folder for CSV, JSON and config [runs/bench-<timestamp>/]")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    from rich.console import Console
+
+    from ..bench import (BenchConfig, backend, default_out_dir, import_torch, render_memory,
+                         render_timing, run_memory, run_timing, write_results)
+
+    console = Console() if Console().is_terminal else Console(width=200)
+    vs = args.vs
+    if not args.memory:
+        if vs is None:
+            vs = "torch" if import_torch() is not None else "none"
+            if vs == "none":
+                console.print("[yellow]torch does not import: timing rnnlab alone[/]")
+        elif vs == "torch" and import_torch() is None:
+            raise CommandError("--vs torch: torch does not import; install it or use --vs none")
+    try:
+        config = BenchConfig(grid=args.grid, models=args.models, vs=vs or "none",
+                             threads=args.threads, budget=args.budget, warmup=args.warmup,
+                             min_repeats=args.min_repeats, settle=args.settle,
+                             block=args.block, retries=args.retries,
+                             gemm_size=args.gemm_size,
+                             seed=args.seed, memory=args.memory, backend=args.backend)
+        with backend(args.backend):  # unavailable backends fail here, before the run
+            pass
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    out = Path(args.out) if args.out is not None else default_out_dir()
+    try:  # fail before a long run, not after it
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    progress_console = Console(stderr=True)
+    if args.memory:
+        results = run_memory(config, console=progress_console, progress=not args.no_progress)
+        render_memory(results, console)
+    else:
+        results = run_timing(config, console=progress_console, progress=not args.no_progress)
+        render_timing(results, console)
+    try:
+        paths = write_results(results, out, command=_command_line())
+    except OSError as exc:
+        raise CommandError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0

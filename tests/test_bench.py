@@ -1,0 +1,289 @@
+"""The benchmark itself: both sides do the same work, the harness measures what it says,
+and ``rnnlab bench`` runs end to end. Speed is never asserted here."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import assert_close
+from rnnlab.bench import (BenchConfig, Point, grid_points, interleave, make_pair, percentile,
+                          run_timing, step_peak_memory, summarize, summarize_ratios, write_results)
+from rnnlab.bench import models as bench_models
+from rnnlab.analysis.complexity import model_bptt_memory
+
+F32 = np.float32
+
+
+# ------------------------------------------------------------------ same work on both sides
+
+POINTS = [Point(model, d, n, m, T) for model in ("mlp", "rnn", "lstm")
+          for d, n, m, T in [(1, 3, 5, 4), (6, 4, 7, 3), (3, 5, 6, 1)]]
+
+
+@pytest.mark.parametrize("point", POINTS, ids=lambda p: p.label().replace(" ", "-"))
+def test_steps_do_the_same_work(torch, point):
+    """From the same weights and data, two steps give the same losses, gradients and weights.
+
+    Two steps, with momentum: the second step also checks that each side clears its
+    gradients between steps. The update (new − old weights) is compared too, since
+    the weights alone barely move in one step.
+    """
+    pair = make_pair(point, seed=7, lr=0.1, momentum=0.9, with_torch=True)
+    ours = dict(pair.rnnlab_model.named_parameters())
+    theirs = dict(pair.torch_model.named_parameters())
+    assert set(ours) == set(theirs)
+    for name in ours:
+        assert_close(ours[name].data, theirs[name].detach().numpy(), F32, f"initial {name}")
+    for step in range(2):
+        before = {name: p.data.copy() for name, p in ours.items()}
+        loss = pair.rnnlab_step()
+        torch_loss = pair.torch_step().item()
+        assert isinstance(loss, float)
+        assert_close(loss, torch_loss, F32, f"loss of step {step}")
+        for name, p in ours.items():
+            t = theirs[name]
+            assert_close(p.grad, t.grad.numpy(), F32, f"grad of {name}, step {step}")
+            assert_close(p.data, t.detach().numpy(), F32, f"{name} after step {step}")
+            assert_close(p.data - before[name], t.detach().numpy() - before[name], F32,
+                         f"update of {name}, step {step}")
+
+
+def test_data_and_weights_shapes():
+    point = Point("mlp", 3, 4, 5, 6)
+    x, y = bench_models.make_data(point)
+    assert x.shape == (3, 24) and y.shape == (3, 10) and x.dtype == y.dtype == F32
+    x_seq, _ = bench_models.make_data(Point("lstm", 3, 4, 5, 6))
+    assert x_seq.shape == (6, 3, 4)
+    # the MLP sees sample i's sequence, flattened step-major
+    np.testing.assert_array_equal(x[1], x_seq[:, 1, :].reshape(-1))
+
+
+def test_point_validation():
+    with pytest.raises(ValueError):
+        Point("gru", 1, 1, 1, 1)
+    with pytest.raises(ValueError):
+        Point("rnn", 0, 1, 1, 1)
+
+
+# ------------------------------------------------------------------ statistics and harness
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 10, 101, 1000])
+def test_summarize_matches_numpy_percentile(size):
+    rng = np.random.default_rng(size)
+    data = rng.lognormal(size=size)
+    stats = summarize(list(data))
+    for q, value in [(50, stats.median), (10, stats.p10), (90, stats.p90)]:
+        assert value == pytest.approx(np.percentile(data, q), rel=1e-12, abs=0)
+    assert stats.n == size and stats.min == data.min() and stats.max == data.max()
+    assert stats.mean == pytest.approx(data.mean())
+    for q in rng.uniform(0, 100, size=5):
+        assert percentile(sorted(data), q) == pytest.approx(np.percentile(data, q), rel=1e-12)
+
+
+def test_summarize_rejects_empty():
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+class _FakeClock:
+    """Advances by a fixed tick on every reading."""
+
+    def __init__(self, tick):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+
+def test_interleave_order_is_abab():
+    calls = []
+    clock = _FakeClock(0.01)
+    samples = interleave([lambda: calls.append("A"), lambda: calls.append("B")], budget=0.2,
+                         warmup=2, min_repeats=3, clock=clock)
+    assert calls == ["A", "B"] * (len(calls) // 2)
+    rounds = len(calls) // 2 - 2  # minus the warm-up rounds
+    assert len(samples) == 2 and len(samples[0]) == len(samples[1]) == rounds
+    assert rounds >= 3
+    # each timed call spans exactly one clock tick (two readings)
+    assert all(s == pytest.approx(0.01) for side in samples for s in side)
+
+
+def test_interleave_budget_and_repeats():
+    # budget spent quickly: min_repeats still holds
+    samples = interleave([lambda: None], budget=0.0, warmup=0, min_repeats=7,
+                         clock=_FakeClock(1.0))
+    assert len(samples[0]) == 7
+    # a long budget: the rounds fill it (each round reads the clock 3 times: 2 ticks in it)
+    samples = interleave([lambda: None, lambda: None], budget=10.0, warmup=0, min_repeats=1,
+                         clock=_FakeClock(0.5))
+    assert 3 <= len(samples[0]) <= 6
+    # max_repeats caps it
+    samples = interleave([lambda: None], budget=1e9, warmup=0, min_repeats=1, max_repeats=4,
+                         clock=_FakeClock(1e-6))
+    assert len(samples[0]) == 4
+    with pytest.raises(ValueError):
+        interleave([], budget=1.0)
+
+
+def test_interleave_blocks_with_settle():
+    """Blocks: settle sleep, one untimed waking call, then timed calls filling the block;
+    the blocks alternate A B A B."""
+    events = []
+    clock = _FakeClock(0.01)
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        events.append("sleep")
+
+    samples = interleave([lambda: events.append("A"), lambda: events.append("B")], budget=0.0,
+                         warmup=1, min_repeats=1, min_rounds=2, settle=0.5, block=0.05,
+                         clock=clock, sleep=sleep)
+    assert events[:2] == ["A", "B"]  # warm-up
+    blocks = " ".join(events[2:]).split("sleep")[1:]
+    assert [b.split()[0] for b in blocks] == ["A", "B", "A", "B"]  # interleaved blocks
+    for b in blocks:  # one untimed call (warm-up took < settle) + the timed ones
+        assert len(set(b.split())) == 1 and len(b.split()) >= 2
+    assert sleeps == [0.5] * 4
+    assert len(samples[0]) == sum(len(b.split()) - 1 for b in blocks[::2])
+    # a call slower than the settle is not repeated to wake the threads
+    events.clear()
+    interleave([lambda: events.append("A")], budget=0.0, warmup=1, min_repeats=1,
+               settle=0.001, block=0.0, clock=clock, sleep=sleep)
+    assert events == ["A", "sleep", "A"]
+
+
+def test_summarize_ratios():
+    rows = [{"model": "rnn", "d": d, "n": 8, "m": 32, "T": 4, "flops": f, "ratio": r,
+             "rnnlab_gflops": 10.0, "torch_gflops": 20.0}
+            for d, f, r in [(1, 100, 0.5), (32, 1000, 2.0), (256, 10, 1.0)]]
+    s = summarize_ratios(rows, peak_gflops=100.0)["rnn"]
+    assert s["geomean_ratio"] == pytest.approx(1.0)
+    assert s["worst"]["ratio"] == 2.0 and s["worst"]["d"] == 32
+    assert s["best"]["ratio"] == 0.5
+    assert s["largest"]["d"] == 32
+    assert s["largest"]["rnnlab_peak_share"] == pytest.approx(0.1)
+    assert s["largest"]["torch_peak_share"] == pytest.approx(0.2)
+
+
+def test_grids():
+    tiny = grid_points("tiny")
+    assert {p.model for p in tiny} == {"mlp", "rnn", "lstm"}
+    full = grid_points("full", ["lstm"])
+    assert len(full) == 3 * 2 * 3 * 3 and {p.k for p in full} == {10}
+    assert {(p.d, p.n, p.m, p.T) for p in grid_points("small")} <= {
+        (p.d, p.n, p.m, p.T) for p in full}
+    with pytest.raises(ValueError):
+        grid_points("nope")
+
+
+# ------------------------------------------------------------------ library runs
+
+
+def test_run_without_torch(monkeypatch, tmp_path):
+    """Without torch, the run times rnnlab alone and says so."""
+    from rnnlab.bench import runner
+
+    monkeypatch.setattr(runner, "import_torch", lambda: None)
+    config = BenchConfig(grid="tiny", models=("rnn",), vs="none", budget=0.01, warmup=1,
+                         min_repeats=2, gemm_size=64, gemm_budget=0.01)
+    results = run_timing(config, progress=False)
+    assert results["vs"] == "none" and "alone" in results["torch_note"]
+    assert all(r["ratio"] is None and r["rnnlab_median_s"] > 0 for r in results["points"])
+    with pytest.raises(ImportError):
+        run_timing(BenchConfig(grid="tiny", vs="torch"), progress=False)
+    paths = write_results(results, tmp_path / "out")
+    assert all(p.exists() for p in paths.values())
+
+
+def test_cli_without_torch_times_rnnlab_alone(monkeypatch, tmp_path, capsys):
+    """No torch: the command (without --vs) says so, times rnnlab alone, exits 0;
+    an explicit --vs torch is a one-line user error."""
+    import rnnlab.bench
+    from rnnlab.bench import runner
+    from rnnlab.cli import main
+
+    monkeypatch.setattr(rnnlab.bench, "import_torch", lambda: None)
+    monkeypatch.setattr(runner, "import_torch", lambda: None)
+    out = tmp_path / "alone"
+    code = main(["bench", "--grid", "tiny", "--models", "mlp", "--budget", "0.01",
+                 "--no-progress", "--out", str(out)])
+    assert code == 0
+    assert "rnnlab alone" in capsys.readouterr().out
+    assert json.loads((out / "bench.json").read_text())["vs"] == "none"
+    assert main(["bench", "--vs", "torch", "--out", str(tmp_path / "x")]) == 2
+    assert "torch does not import" in capsys.readouterr().err
+
+
+def test_step_peak_memory_is_at_least_the_minimum():
+    point = Point("lstm", 4, 3, 8, 5)
+    row = step_peak_memory(point)
+    assert row["min_bytes"] == model_bptt_memory("lstm", 4, 3, 8, 5).bytes
+    assert row["peak_bytes"] >= row["min_bytes"]
+    assert row["ratio"] == pytest.approx(row["peak_bytes"] / row["min_bytes"])
+    assert math.isfinite(row["loss"])
+
+
+# ------------------------------------------------------------------ the command, end to end
+
+
+def _rnnlab(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "rnnlab", "bench", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    proc = _rnnlab("--grid", "tiny", "--budget", "0.05", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    for name in ("bench.csv", "bench.json", "bench.md", "config.json"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "bench.json").read_text())
+    machine = results["machine"]
+    for key in ("cpu_model", "logical_cpus", "numpy", "torch", "threads", "blas", "threadpools"):
+        assert key in machine, key
+    assert machine["threads"] == 2 and machine["blas"], machine
+    assert results["gemm"]["peak_gflops"] > 0
+    with open(out / "bench.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(grid_points("tiny")) == len(results["points"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["grid"] == "tiny" and config["budget"] == 0.05
+    assert "--grid tiny" in config["command"]
+    torch_present = bench_models.import_torch() is not None
+    assert results["vs"] == ("torch" if torch_present else "none")
+    if torch_present:
+        assert all(float(r["ratio"]) > 0 for r in rows)
+        assert machine["torch_threads"] == 2
+    assert "ratio" in proc.stdout or not torch_present
+
+
+def test_cli_memory(tmp_path):
+    out = tmp_path / "mem"
+    proc = _rnnlab("--grid", "tiny", "--memory", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    for name in ("memory.csv", "memory.json", "memory.md", "config.json"):
+        assert (out / name).is_file(), name
+    results = json.loads((out / "memory.json").read_text())
+    assert results["kind"] == "memory" and "cpu_model" in results["machine"]
+    assert all(r["peak_bytes"] >= r["min_bytes"] > 0 for r in results["points"])
+
+
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--grid", "nope"], ["--budget", "-1"],
+                                  ["--models", "mlp,gru"]])
+def test_cli_bad_arguments(args, tmp_path):
+    proc = _rnnlab(*args, "--out", str(tmp_path / "x"), timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists()
