@@ -257,3 +257,24 @@ def test_init_matches_torch_distribution(kind):
         assert np.abs(p.data).max() > 0.9 * bound, name
         # U(-b, b) has std b/√3; allow five standard errors for the mean.
         assert abs(p.data.mean()) < 5 * bound / np.sqrt(3 * p.data.size), name
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_input_grad_false_skips_only_grad_x(backend, kind):
+    """Parameter and state gradients are unchanged when the input gradient is not asked for."""
+    rng = np.random.default_rng(17)
+    cls = nn.LSTM if kind == "lstm" else nn.RNN
+    layer = cls(3, 4, num_layers=2, bidirectional=True, dtype=np.float64, rng=rng)
+    x = rng.standard_normal((5, 2, 3))
+    g = rng.standard_normal((5, 2, 8))
+    grads = []
+    for input_grad in (True, False):
+        layer.zero_grad()
+        layer(x)
+        grad_x, grad_state = layer.backward(g, input_grad=input_grad)
+        assert (grad_x is None) == (not input_grad)
+        grads.append(([p.grad.copy() for p in layer.parameters()], grad_state))
+    for a, b in zip(grads[0][0], grads[1][0]):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(np.atleast_1d(grads[0][1]), np.atleast_1d(grads[1][1])):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

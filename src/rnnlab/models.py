@@ -77,14 +77,19 @@ class SequenceModel(Module):
         output, _ = self.body(x)  # (T, N, H)
         return self.head(output if self.every_step else output[-1])
 
-    def backward(self, grad_out):
-        """grad_out like the forward's output -> grad_x (T, N, F)."""
+    def backward(self, grad_out, *, input_grad=True):
+        """grad_out like the forward's output -> grad_x (T, N, F).
+
+        With ``input_grad=False`` (training, where the data needs no gradient)
+        the recurrent body skips the input-gradient GEMM and None is returned.
+        """
         if self.kind == "mlp":
             T, N, F = self._shape
-            return self.body.backward(grad_out).reshape(N, T, F).transpose(1, 0, 2)
+            grad_x = self.body.backward(grad_out)
+            return grad_x.reshape(N, T, F).transpose(1, 0, 2) if input_grad else None
         grad_hidden = self.head.backward(grad_out)
         if self.every_step:
-            grad_x, _ = self.body.backward(grad_hidden)
+            grad_x, _ = self.body.backward(grad_hidden, input_grad=input_grad)
             return grad_x
         # The head read h_T of the last layer, which is h_n[-1]: its gradient enters
         # as grad_h_n, cheaper than a (T, N, H) grad_output that is zero but for one step.
@@ -92,7 +97,7 @@ class SequenceModel(Module):
         grad_h_n = np.zeros((layers, N, H), dtype=self.dtype)
         grad_h_n[-1] = grad_hidden
         if self.kind == "lstm":
-            grad_x, _ = self.body.backward(None, (grad_h_n, None))
+            grad_x, _ = self.body.backward(None, (grad_h_n, None), input_grad=input_grad)
         else:
-            grad_x, _ = self.body.backward(None, grad_h_n)
+            grad_x, _ = self.body.backward(None, grad_h_n, input_grad=input_grad)
         return grad_x

@@ -581,7 +581,7 @@ class Trainer:
             loss, grad_out = self.task.loss(out, y)
             loss = float(loss)
             if math.isfinite(loss):
-                self.model.backward(grad_out)
+                self.model.backward(grad_out, input_grad=False)
         if not math.isfinite(loss):
             self._diverged(step, "loss", None, loss)
         total = 0.0

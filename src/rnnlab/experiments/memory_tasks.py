@@ -131,7 +131,7 @@ def fit(model, next_batch, loss_fn, optimizer, steps, *, max_norm=None, log_ever
         with np.errstate(over="ignore", invalid="ignore"):
             out = model(x)
             loss, grad_out = loss_fn(out, y)
-            model.backward(grad_out)
+            model.backward(grad_out, input_grad=False)
         norm = math.sqrt(sum(float(np.sum(np.square(p.grad, dtype=np.float64))) for p in params))
         all_loss.append(loss)
         all_norm.append(norm)

@@ -97,7 +97,7 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     return (out, h_n), cache
 
 
-def rnn_backward(cache, grad_output=None, grad_h_n=None):
+def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True):
     """Backpropagation through time for :func:`rnn_forward`.
 
     Equations, from t = T down to 1, with dh_T = grad_h_n::
@@ -110,7 +110,7 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None):
 
     Shapes: grad_output (T, N, H) or None, grad_h_n (N, H) or None (None = zero).
     Returns ``grad_x (T, N, I), grad_h0 (N, H), (dW_ih, dW_hh, db)`` with db None
-    without bias.
+    without bias, and grad_x None when ``input_grad`` is False.
     """
     x, states, weight_ih, weight_hh, has_bias, nonlinearity, reverse = cache
     T, N, _ = x.shape
@@ -120,7 +120,8 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None):
     dh = np.zeros((N, H), dtype=x.dtype) if grad_h_n is None else np.array(grad_h_n, dtype=x.dtype)
     _loops(N, H, "rnn").rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, nonlinearity == "relu",
                                reverse)
-    grad_x = (d_pre.reshape(T * N, H) @ weight_ih).reshape(T, N, -1)
+    # grad_x costs a GEMM as large as the input projection; skip it when nobody needs it.
+    grad_x = (d_pre.reshape(T * N, H) @ weight_ih).reshape(T, N, -1) if input_grad else None
     return grad_x, dh, _param_grads(d_pre, x, prev, has_bias)
 
 
@@ -163,7 +164,7 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
     return (h_out, h_states[last], c_states[last]), cache
 
 
-def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None):
+def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None, input_grad=True):
     """Backpropagation through time for :func:`lstm_forward`. Consumes the cache.
 
     Equations, from t = T down to 1, with dh_T = grad_h_n and dc_T = grad_c_n::
@@ -179,7 +180,8 @@ def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None):
     dW_hh = dpreᵀ h_prev, db_ih = db_hh = Σ dpre.
 
     Shapes: grad_output (T, N, H) or None; grad_h_n, grad_c_n (N, H) or None.
-    Returns ``grad_x (T, N, I), grad_h0 (N, H), grad_c0 (N, H), (dW_ih, dW_hh, db)``.
+    Returns ``grad_x (T, N, I), grad_h0 (N, H), grad_c0 (N, H), (dW_ih, dW_hh, db)``,
+    with grad_x None when ``input_grad`` is False.
     """
     x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh, has_bias, reverse = cache
     T, N, _ = x.shape
@@ -190,5 +192,5 @@ def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None):
     dc = np.zeros((N, H), dtype=dtype) if grad_c_n is None else np.array(grad_c_n, dtype=dtype)
     _loops(N, H, "lstm").lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse)
     d_pre = gates
-    grad_x = (d_pre.reshape(T * N, 4 * H) @ weight_ih).reshape(T, N, -1)
+    grad_x = (d_pre.reshape(T * N, 4 * H) @ weight_ih).reshape(T, N, -1) if input_grad else None
     return grad_x, dh, dc, _param_grads(d_pre, x, h_prev, has_bias)

@@ -60,13 +60,15 @@ class _RecurrentBase(Module):
                                         nonlinearity=self.nonlinearity, reverse=reverse)
         return out, (h_n,), cache
 
-    def _run_backward(self, cache, grad_out, grad_states, suffix):
+    def _run_backward(self, cache, grad_out, grad_states, suffix, input_grad=True):
         """Backward of one layer and direction; adds parameter grads. Returns (grad_x, grad_states)."""
         if self.mode == "LSTM":
-            grad_x, grad_h0, grad_c0, grads = lstm_backward(cache, grad_out, *grad_states)
+            grad_x, grad_h0, grad_c0, grads = lstm_backward(cache, grad_out, *grad_states,
+                                                            input_grad=input_grad)
             grad_states = (grad_h0, grad_c0)
         else:
-            grad_x, grad_h0, grads = rnn_backward(cache, grad_out, grad_states[0])
+            grad_x, grad_h0, grads = rnn_backward(cache, grad_out, grad_states[0],
+                                                  input_grad=input_grad)
             grad_states = (grad_h0,)
         self._add_grads(suffix, grads)
         return grad_x, grad_states
@@ -170,7 +172,7 @@ class _SequenceLayer(_RecurrentBase):
         return output, finals
 
     # -------------------------------------------------------------- backward
-    def _backward(self, grad_output, grad_states):
+    def _backward(self, grad_output, grad_states, input_grad=True):
         """grad_output like the output or None; grad_states a tuple like the final states (entries may be None)."""
         require_cache(self._cache, self)
         caches, batched, seq_shape = self._cache
@@ -207,17 +209,20 @@ class _SequenceLayer(_RecurrentBase):
                 gx, g_init = self._run_backward(
                     caches[index], grad_out_dir,
                     tuple(None if g is None else g[index] for g in checked),
-                    self._suffixes[index])
+                    self._suffixes[index], input_grad=input_grad or layer > 0)
                 for k, g in enumerate(g_init):
                     grad_initial[k][index] = g
                 grad_x = gx if grad_x is None else grad_x + gx
             grad_layer_out = grad_x  # (T, N, input of this layer)
 
-        grad_x = grad_layer_out
+        grad_x = grad_layer_out  # None when input_grad is False
         if not batched:
-            grad_x, grad_initial = grad_x[:, 0, :], [g[:, 0, :] for g in grad_initial]
-        elif self.batch_first:
-            grad_x = grad_x.transpose(1, 0, 2)
+            grad_initial = [g[:, 0, :] for g in grad_initial]
+        if grad_x is not None:
+            if not batched:
+                grad_x = grad_x[:, 0, :]
+            elif self.batch_first:
+                grad_x = grad_x.transpose(1, 0, 2)
         return grad_x, tuple(grad_initial)
 
     def extra_repr(self):
@@ -267,12 +272,14 @@ class RNN(_SequenceLayer):
         output, (h_n,) = super().forward(x, h0)
         return output, h_n
 
-    def backward(self, grad_output, grad_h_n=None):
+    def backward(self, grad_output, grad_h_n=None, *, input_grad=True):
         """(grad_output, grad_h_n) -> (grad_x, grad_h0); None means a zero gradient.
 
-        Adds every parameter gradient into ``param.grad``.
+        Adds every parameter gradient into ``param.grad``. With
+        ``input_grad=False`` grad_x is None and its GEMM is skipped (as torch
+        skips it for an input that does not require grad).
         """
-        grad_x, (grad_h0,) = self._backward(grad_output, (grad_h_n,))
+        grad_x, (grad_h0,) = self._backward(grad_output, (grad_h_n,), input_grad)
         return grad_x, grad_h0
 
 
@@ -308,18 +315,19 @@ class LSTM(_SequenceLayer):
         output, (h_n, c_n) = super().forward(x, hx)
         return output, (h_n, c_n)
 
-    def backward(self, grad_output, grad_hx=None):
+    def backward(self, grad_output, grad_hx=None, *, input_grad=True):
         """(grad_output, (grad_h_n, grad_c_n)) -> (grad_x, (grad_h0, grad_c0)).
 
         ``grad_hx`` or either of its entries may be None (zero). Adds every
-        parameter gradient into ``param.grad``.
+        parameter gradient into ``param.grad``. With ``input_grad=False``
+        grad_x is None and its GEMM is skipped.
         """
         if grad_hx is None:
             grad_hx = (None, None)
         elif not (isinstance(grad_hx, tuple) and len(grad_hx) == 2):
             raise TypeError(f"LSTM grad_hx: expected a tuple (grad_h_n, grad_c_n) or None, "
                             f"got {type(grad_hx).__name__}")
-        grad_x, (grad_h0, grad_c0) = self._backward(grad_output, grad_hx)
+        grad_x, (grad_h0, grad_c0) = self._backward(grad_output, grad_hx, input_grad)
         return grad_x, (grad_h0, grad_c0)
 
 
