@@ -224,8 +224,8 @@ def test_non_finite_gradient_names_the_parameter(tmp_path):
     trainer = Trainer(config, tmp_path / "run", progress=False)
     backward = trainer.model.backward
 
-    def poisoned(grad_out):
-        result = backward(grad_out)
+    def poisoned(grad_out, **kwargs):
+        result = backward(grad_out, **kwargs)
         if trainer.step == 4:  # during step 5
             trainer.model.body.weight_hh_l0.grad[1, 2] = np.nan
         return result

@@ -266,7 +266,7 @@ def loss_scaled_step(point: Point, seed: int, log2_scale: int, lr: float = 0.01)
         loss = loss_fn(model.forward(x), y)
         grad = loss_fn.backward()
         grad *= scale
-        model.backward(grad, input_grad=False)
+        model.backward(grad)
         opt.step()
         return loss
 
