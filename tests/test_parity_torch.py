@@ -278,3 +278,25 @@ def test_input_grad_false_skips_only_grad_x(backend, kind):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(np.atleast_1d(grads[0][1]), np.atleast_1d(grads[1][1])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("make", [
+    lambda rng: (nn.Linear(4, 3, dtype=np.float64, rng=rng), (2, 4)),
+    lambda rng: (nn.Linear(4, 3, dtype=np.float64, rng=rng), (1, 4)),  # the outer-product path
+    lambda rng: (nn.RNN(4, 3, dtype=np.float64, rng=rng), (5, 2, 4)),
+    lambda rng: (nn.LSTM(4, 3, num_layers=2, dtype=np.float64, rng=rng), (5, 1, 4)),
+])
+def test_parameter_gradients_accumulate(backend, make):
+    """Two backward passes without zero_grad add up, as in torch (the first writes into zeros)."""
+    rng = np.random.default_rng(23)
+    module, shape = make(rng)
+    x = rng.standard_normal(shape)
+    out = module(x)
+    g = rng.standard_normal((out[0] if isinstance(out, tuple) else out).shape)
+    module.backward(g)
+    once = [p.grad.copy() for p in module.parameters()]
+    assert any(np.abs(a).max() > 0 for a in once)
+    module(x)
+    module.backward(g)
+    for a, b in zip(once, module.parameters()):
+        np.testing.assert_allclose(b.grad, 2 * a, rtol=1e-12, atol=1e-15)

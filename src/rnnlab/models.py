@@ -85,8 +85,8 @@ class SequenceModel(Module):
         """
         if self.kind == "mlp":
             T, N, F = self._shape
-            grad_x = self.body.backward(grad_out)
-            return grad_x.reshape(N, T, F).transpose(1, 0, 2) if input_grad else None
+            grad_x = self.body.backward(grad_out, input_grad=input_grad)
+            return None if grad_x is None else grad_x.reshape(N, T, F).transpose(1, 0, 2)
         grad_hidden = self.head.backward(grad_out)
         if self.every_step:
             grad_x, _ = self.body.backward(grad_hidden, input_grad=input_grad)

@@ -103,13 +103,14 @@ class SequenceRegressor(Module):
         out, _ = self.rnn(x)  # (T, d, m)
         return self.head(out[-1])  # out[-1] is h_n for one unidirectional layer
 
-    def backward(self, grad_pred):
-        """grad_pred (d, k) -> grad_x (T, d, n); adds every parameter gradient."""
+    def backward(self, grad_pred, *, input_grad=True):
+        """grad_pred (d, k) -> grad_x (T, d, n), or None without ``input_grad``; adds every
+        parameter gradient."""
         grad_h = self.head.backward(grad_pred)[None]  # (1, d, m): the gradient of h_n
         if self.mode == "rnn":
-            grad_x, _ = self.rnn.backward(None, grad_h)
+            grad_x, _ = self.rnn.backward(None, grad_h, input_grad=input_grad)
         else:
-            grad_x, _ = self.rnn.backward(None, (grad_h, None))
+            grad_x, _ = self.rnn.backward(None, (grad_h, None), input_grad=input_grad)
         return grad_x
 
 
@@ -140,7 +141,7 @@ def rnnlab_step(model: Module, optimizer: SGD, x: np.ndarray, y: np.ndarray) -> 
     def step():
         zero_grad()
         loss = loss_fn(forward(x), y)
-        backward(loss_fn.backward())
+        backward(loss_fn.backward(), input_grad=False)  # the data needs no gradient, as in torch
         update()
         return loss
 

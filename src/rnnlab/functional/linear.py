@@ -22,19 +22,46 @@ def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):
     return y, (x, weight, bias is not None)
 
 
-def linear_backward(grad_y: np.ndarray, cache):
+def linear_backward(grad_y: np.ndarray, cache, input_grad=True, grad_weight=None, grad_bias=None):
     """Return ``(grad_x, grad_weight, grad_bias)``; ``grad_bias`` is None without bias.
 
     Shapes: grad_y (..., out) -> grad_x (..., in), grad_weight (out, in), grad_bias (out,).
+    With ``input_grad=False`` grad_x is None (its GEMM is skipped). Given
+    ``grad_weight``/``grad_bias`` arrays, the gradients are *added* into them
+    (see :func:`accumulate_outer`) and those arrays are returned.
     """
     x, weight, has_bias = cache
     out_features, in_features = weight.shape
     dy2 = grad_y.reshape(-1, out_features)  # (M, out), M = product of leading axes
     x2 = x.reshape(-1, in_features)  # (M, in)
-    grad_x = grad_y @ weight  # (..., in)
-    grad_weight = outer_sum(dy2, x2)  # (out, in)
-    grad_bias = dy2.sum(axis=0) if has_bias else None
+    grad_x = grad_y @ weight if input_grad else None  # (..., in)
+    if grad_weight is None:
+        grad_weight = outer_sum(dy2, x2)  # (out, in)
+    else:
+        accumulate_outer(grad_weight, dy2, x2)
+    if has_bias:
+        db = dy2.sum(axis=0)
+        if grad_bias is None:
+            grad_bias = db
+        else:
+            grad_bias += db
     return grad_x, grad_weight, grad_bias
+
+
+def accumulate_outer(grad: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    """grad (P, Q) += aᵀ b, for a (M, P), b (M, Q), without a (P, Q) temporary when it can.
+
+    Parameter gradients are added into, but are usually all zero (after
+    ``zero_grad``): then the product is written straight into ``grad``. The
+    check reads ``grad`` once and stops at its first non-zero element, which
+    is far cheaper than a full-size temporary and a second pass to add it.
+    """
+    if grad.any():
+        grad += outer_sum(a, b)
+    elif a.shape[0] == 1:
+        np.multiply(a[0][:, None], b[0][None, :], out=grad)
+    else:
+        np.matmul(a.T, b, out=grad)
 
 
 def outer_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:

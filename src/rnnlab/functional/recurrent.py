@@ -26,7 +26,7 @@ import numpy as np
 from . import _loops_numpy
 from ._loops_numpy import state_views as _state_views
 from .backend import loops_for
-from .linear import outer_sum
+from .linear import accumulate_outer, outer_sum
 
 
 def _loops(batch, hidden, cell):
@@ -51,18 +51,29 @@ def _input_projection(x, weight_ih, bias_ih, bias_hh, out):
         out += bias_hh
 
 
-def _param_grads(d_pre, x, h_prev, has_bias):
+def _param_grads(d_pre, x, h_prev, has_bias, accumulate=None):
     """Weight and bias gradients from the pre-activation gradients of all steps.
 
     d_pre (T, N, G·H), x (T, N, I), h_prev (T, N, H) ->
     dW_ih (G·H, I), dW_hh (G·H, H), db (G·H,) or None (db is the same for b_ih and b_hh).
+
+    ``accumulate``, if given, is (dW_ih, dW_hh, db_ih, db_hh) arrays (biases
+    None without bias) that the gradients are added into, without
+    full-size temporaries where possible; then None is returned.
     """
     T, N, GH = d_pre.shape
     d2 = d_pre.reshape(T * N, GH)  # (T·N, G·H)
-    grad_weight_ih = outer_sum(d2, x.reshape(T * N, -1))
-    grad_weight_hh = outer_sum(d2, h_prev.reshape(T * N, -1))
+    x2, h2 = x.reshape(T * N, -1), h_prev.reshape(T * N, -1)
     grad_bias = d2.sum(axis=0) if has_bias else None
-    return grad_weight_ih, grad_weight_hh, grad_bias
+    if accumulate is None:
+        return outer_sum(d2, x2), outer_sum(d2, h2), grad_bias
+    acc_w_ih, acc_w_hh, acc_b_ih, acc_b_hh = accumulate
+    accumulate_outer(acc_w_ih, d2, x2)
+    accumulate_outer(acc_w_hh, d2, h2)
+    if has_bias:
+        acc_b_ih += grad_bias
+        acc_b_hh += grad_bias
+    return None
 
 
 # --------------------------------------------------------------------------- RNN
@@ -97,7 +108,7 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     return (out, h_n), cache
 
 
-def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True):
+def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True, accumulate=None):
     """Backpropagation through time for :func:`rnn_forward`.
 
     Equations, from t = T down to 1, with dh_T = grad_h_n::
@@ -110,7 +121,9 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True):
 
     Shapes: grad_output (T, N, H) or None, grad_h_n (N, H) or None (None = zero).
     Returns ``grad_x (T, N, I), grad_h0 (N, H), (dW_ih, dW_hh, db)`` with db None
-    without bias, and grad_x None when ``input_grad`` is False.
+    without bias, and grad_x None when ``input_grad`` is False. With
+    ``accumulate`` = (dW_ih, dW_hh, db_ih, db_hh) arrays, the parameter
+    gradients are added into them and None takes the place of the triple.
     """
     x, states, weight_ih, weight_hh, has_bias, nonlinearity, reverse = cache
     T, N, _ = x.shape
@@ -122,7 +135,7 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True):
                                reverse)
     # grad_x costs a GEMM as large as the input projection; skip it when nobody needs it.
     grad_x = (d_pre.reshape(T * N, H) @ weight_ih).reshape(T, N, -1) if input_grad else None
-    return grad_x, dh, _param_grads(d_pre, x, prev, has_bias)
+    return grad_x, dh, _param_grads(d_pre, x, prev, has_bias, accumulate)
 
 
 # -------------------------------------------------------------------------- LSTM
@@ -164,7 +177,8 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
     return (h_out, h_states[last], c_states[last]), cache
 
 
-def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None, input_grad=True):
+def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None, input_grad=True,
+                  accumulate=None):
     """Backpropagation through time for :func:`lstm_forward`. Consumes the cache.
 
     Equations, from t = T down to 1, with dh_T = grad_h_n and dc_T = grad_c_n::
@@ -181,7 +195,7 @@ def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None, input_g
 
     Shapes: grad_output (T, N, H) or None; grad_h_n, grad_c_n (N, H) or None.
     Returns ``grad_x (T, N, I), grad_h0 (N, H), grad_c0 (N, H), (dW_ih, dW_hh, db)``,
-    with grad_x None when ``input_grad`` is False.
+    with grad_x None when ``input_grad`` is False; ``accumulate`` as in :func:`rnn_backward`.
     """
     x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh, has_bias, reverse = cache
     T, N, _ = x.shape
@@ -193,4 +207,4 @@ def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None, input_g
     _loops(N, H, "lstm").lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse)
     d_pre = gates
     grad_x = (d_pre.reshape(T * N, 4 * H) @ weight_ih).reshape(T, N, -1) if input_grad else None
-    return grad_x, dh, dc, _param_grads(d_pre, x, h_prev, has_bias)
+    return grad_x, dh, dc, _param_grads(d_pre, x, h_prev, has_bias, accumulate)

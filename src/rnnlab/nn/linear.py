@@ -50,14 +50,15 @@ class Linear(Module):
         self._out_shape = y.shape
         return y
 
-    def backward(self, grad_out):
-        """grad_out (*, out_features) -> grad_in (*, in_features); adds into weight/bias grads."""
+    def backward(self, grad_out, *, input_grad=True):
+        """grad_out (*, out_features) -> grad_in (*, in_features); adds into weight/bias grads.
+
+        With ``input_grad=False`` the input gradient is not computed and None is returned.
+        """
         require_cache(self._cache, self)
         check_array(grad_out, "Linear grad_out", self.dtype, shape=self._out_shape)
-        grad_x, grad_w, grad_b = linear_backward(grad_out, self._cache)
-        self.weight.grad += grad_w
-        if self.bias is not None:
-            self.bias.grad += grad_b
+        grad_x, _, _ = linear_backward(grad_out, self._cache, input_grad, self.weight.grad,
+                                       None if self.bias is None else self.bias.grad)
         return grad_x
 
     def extra_repr(self):
@@ -127,10 +128,16 @@ class Sequential(Module):
             x = module(x)
         return x
 
-    def backward(self, grad_out):
-        for module in reversed(self._modules.values()):
+    def backward(self, grad_out, *, input_grad=True):
+        """Children's backward passes in reverse order. With ``input_grad=False``
+        a first Linear skips its input gradient and None is returned."""
+        modules = list(self._modules.values())
+        for module in reversed(modules[1:]):
             grad_out = module.backward(grad_out)
-        return grad_out
+        if not input_grad and isinstance(modules[0], Linear):
+            return modules[0].backward(grad_out, input_grad=False)
+        grad_in = modules[0].backward(grad_out)
+        return grad_in if input_grad else None
 
 
 _ACTIVATION_MODULES = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU}

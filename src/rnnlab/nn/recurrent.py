@@ -41,14 +41,6 @@ class _RecurrentBase(Module):
             return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
         return get("weight_ih"), get("weight_hh"), None, None
 
-    def _add_grads(self, suffix, grads):
-        grad_w_ih, grad_w_hh, grad_b = grads
-        getattr(self, "weight_ih" + suffix).grad += grad_w_ih
-        getattr(self, "weight_hh" + suffix).grad += grad_w_hh
-        if self.bias:
-            getattr(self, "bias_ih" + suffix).grad += grad_b
-            getattr(self, "bias_hh" + suffix).grad += grad_b
-
     def _run_forward(self, x, states, suffix, reverse):
         """One layer, one direction. Returns (output (T,N,H), final states tuple, cache)."""
         w_ih, w_hh, b_ih, b_hh = self._weights(suffix)
@@ -62,15 +54,17 @@ class _RecurrentBase(Module):
 
     def _run_backward(self, cache, grad_out, grad_states, suffix, input_grad=True):
         """Backward of one layer and direction; adds parameter grads. Returns (grad_x, grad_states)."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        accumulate = tuple(getattr(self, n + suffix).grad if self.bias or n.startswith("weight")
+                           else None for n in names)
         if self.mode == "LSTM":
-            grad_x, grad_h0, grad_c0, grads = lstm_backward(cache, grad_out, *grad_states,
-                                                            input_grad=input_grad)
+            grad_x, grad_h0, grad_c0, _ = lstm_backward(cache, grad_out, *grad_states,
+                                                        input_grad=input_grad, accumulate=accumulate)
             grad_states = (grad_h0, grad_c0)
         else:
-            grad_x, grad_h0, grads = rnn_backward(cache, grad_out, grad_states[0],
-                                                  input_grad=input_grad)
+            grad_x, grad_h0, _ = rnn_backward(cache, grad_out, grad_states[0],
+                                              input_grad=input_grad, accumulate=accumulate)
             grad_states = (grad_h0,)
-        self._add_grads(suffix, grads)
         return grad_x, grad_states
 
     @property
