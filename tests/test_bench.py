@@ -126,6 +126,11 @@ def test_interleave_budget_and_repeats():
     samples = interleave([lambda: None, lambda: None], budget=10.0, warmup=0, min_repeats=1,
                          clock=_FakeClock(0.5))
     assert 3 <= len(samples[0]) <= 6
+    # a warm-up budget ends the warm-up after the round that spends it
+    calls = []
+    interleave([lambda: calls.append(1)], budget=0.0, warmup=10, min_repeats=1,
+               warmup_budget=3.5, clock=_FakeClock(1.0))
+    assert len(calls) == 2 + 1  # two warm-up calls (3 clock readings each), one timed
     # max_repeats caps it
     samples = interleave([lambda: None], budget=1e9, warmup=0, min_repeats=1, max_repeats=4,
                          clock=_FakeClock(1e-6))
@@ -245,8 +250,9 @@ def test_cli_end_to_end(tmp_path):
     out = tmp_path / "run"
     proc = _rnnlab("--grid", "tiny", "--budget", "0.05", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    for name in ("bench.csv", "bench.json", "bench.md", "config.json"):
+    for name in ("bench.csv", "bench.json", "bench.md", "config.json", "bench-points.jsonl"):
         assert (out / name).is_file(), name
+    assert len((out / "bench-points.jsonl").read_text().splitlines()) == len(grid_points("tiny"))
     results = json.loads((out / "bench.json").read_text())
     machine = results["machine"]
     for key in ("cpu_model", "logical_cpus", "numpy", "torch", "threads", "blas", "threadpools"):

@@ -41,6 +41,7 @@ DEFAULT_GEMM_SIZE = {"tiny": 256, "small": 2048, "full": 2048}
 NOISY = 0.25  # cores kept busy by other processes during a point, above which it is flagged
 DEFAULT_GEMM_BUDGET = {"tiny": 0.02, "small": 0.5, "full": 1.0}
 DEFAULT_RETRIES = {"tiny": 0, "small": 2, "full": 2}
+DEFAULT_MIN_ROUNDS = {"tiny": 1, "small": 2, "full": 2}
 
 
 @dataclass
@@ -53,14 +54,16 @@ class BenchConfig:
         vs: "torch" (time torch too, interleaved) or "none" (rnnlab alone).
         threads: BLAS threads for NumPy and ``torch.set_num_threads``.
         budget: seconds of timed rounds per point (None: the grid's default).
-        warmup: untimed steps per side and point.
+        warmup: untimed steps per side and point (fewer, at least one, once they take
+            longer than ``budget``).
         min_repeats: timed steps per side and point, even past the budget.
         max_repeats: cap on timed steps per side and point (None: none).
         settle: seconds of sleep before each block of one side's steps, for the other
             side's idle threads to stop spinning (None: measured, see
             :func:`rnnlab.bench.timing.idle_spin`; 0 with ``block=0``: strict A B A B).
         block: seconds of back-to-back timed steps of one side per round.
-        min_rounds: A B rounds per point, even past the budget.
+        min_rounds: A B rounds per point, even past the budget (None: the grid's default,
+            1 for tiny, else 2).
         retries: times a point is measured again when other processes kept more than
             NOISY (0.25) of a core busy meanwhile, after waiting up to ``quiet_wait``
             seconds for the machine to calm down (None: the grid's default, 0 for tiny, else 2).
@@ -85,7 +88,7 @@ class BenchConfig:
     max_repeats: int | None = None
     settle: float | None = None
     block: float = 0.05
-    min_rounds: int = 2
+    min_rounds: int | None = None
     retries: int | None = None
     quiet_wait: float = 20.0
     gemm_size: int | None = None
@@ -114,6 +117,8 @@ class BenchConfig:
             self.gemm_size = DEFAULT_GEMM_SIZE[self.grid]
         if self.gemm_budget is None:
             self.gemm_budget = DEFAULT_GEMM_BUDGET[self.grid]
+        if self.min_rounds is None:
+            self.min_rounds = DEFAULT_MIN_ROUNDS[self.grid]
         if self.retries is None:
             self.retries = DEFAULT_RETRIES[self.grid]
         if self.retries < 0 or self.quiet_wait < 0:
@@ -176,6 +181,7 @@ def _geomean(values) -> float | None:
 
 
 def _time_point(point: Point, config: BenchConfig, with_torch: bool, settle: float) -> dict:
+    point_start = time.perf_counter()
     pair = make_pair(point, seed=config.seed, lr=config.lr, momentum=config.momentum,
                      with_torch=with_torch)
     fns = [pair.rnnlab_step] + ([pair.torch_step] if with_torch else [])
@@ -190,7 +196,7 @@ def _time_point(point: Point, config: BenchConfig, with_torch: bool, settle: flo
             samples = interleave(fns, budget=config.budget, warmup=config.warmup,
                                  min_repeats=config.min_repeats, max_repeats=config.max_repeats,
                                  settle=settle, block=config.block,
-                                 min_rounds=config.min_rounds)
+                                 min_rounds=config.min_rounds, warmup_budget=config.budget)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -201,15 +207,20 @@ def _time_point(point: Point, config: BenchConfig, with_torch: bool, settle: flo
            "flops": flops,
            "flops_min": model_training_flops(point.model, point.d, point.n, point.m, point.T,
                                              point.k, input_grad=False)}
-    sides = [("rnnlab", samples[0])] + ([("torch", samples[1])] if with_torch else [])
-    for side, times in sides:
+    # Each side's GFLOP/s counts the GEMM work it does: rnnlab computes the gradient of
+    # the data (its backward returns grad_x), torch does not (the data needs no grad).
+    sides = [("rnnlab", samples[0], row["flops"])]
+    if with_torch:
+        sides.append(("torch", samples[1], row["flops_min"]))
+    for side, times, side_flops in sides:
         stats = summarize(times)
         row[f"{side}_median_s"] = stats.median
         row[f"{side}_p10_s"] = stats.p10
         row[f"{side}_p90_s"] = stats.p90
         row[f"{side}_repeats"] = stats.n
-        row[f"{side}_gflops"] = flops / stats.median / 1e9
+        row[f"{side}_gflops"] = side_flops / stats.median / 1e9
     row["other_load"] = other.cores
+    row["elapsed_s"] = time.perf_counter() - point_start
     row["rnnlab_loss"] = float(pair.rnnlab_step())
     if with_torch:
         row["torch_loss"] = float(pair.torch_step().item())
@@ -320,13 +331,17 @@ def run_timing(config: BenchConfig, *, console=None, progress: bool = True,
         "machine": machine,
         "gemm": {"start": gemm_start, "end": gemm_end, "peak_gflops": peak},
         "interleaving": {"settle_s": settle, "block_s": config.block, "idle_spin_s": spin,
-                         "note": "rounds A B A B; in each, one side's block of back-to-back "
-                                 "timed steps after settle_s of sleep (the other side's idle "
-                                 "threads stop spinning) and one untimed step"},
+                         "note": ("strict per-step alternation A B A B"
+                                  if settle == 0 and config.block == 0 else
+                                  "rounds A B A B; in each, one side's block of back-to-back "
+                                  "timed steps after settle_s of sleep (the other side's idle "
+                                  "threads stop spinning) and, for steps shorter than settle_s, "
+                                  "one untimed step that wakes its own threads")},
         "loadavg_end": loadavg(),
-        "flops_note": "training GEMM FLOPs per step as rnnlab computes them (forward + backward, "
-                      "first-layer input gradient included; see rnnlab.analysis.complexity); "
-                      "the same count for both sides",
+        "flops_note": "GEMM FLOPs of a training step (rnnlab.analysis.complexity): 'flops' as "
+                      "rnnlab computes them (forward + backward, with the gradient of the data), "
+                      "'flops_min' without the gradient of the data, as torch computes them; "
+                      "each side's GFLOP/s and share of the peak use its own count",
         "torch_note": None if with_torch else "torch not used: rnnlab timed alone",
         "points": rows,
         "summary": summarize_ratios(rows, peak),
@@ -503,8 +518,8 @@ def render_timing(results: dict, console) -> None:
         console.print("[yellow]torch not used: rnnlab timed alone[/]")
     header, rows = _timing_rows(results)
     table = Table(title=f"One training step, grid {results['config']['grid']}: median and "
-                        f"p10–p90 in ms; ratio = rnnlab / torch; others = cores busy with "
-                        f"other processes meanwhile")
+                        f"p10–p90 in ms; ratio = rnnlab / torch; GF/s from the GEMM work "
+                        f"each side does; others = cores busy with other processes meanwhile")
     for col in header:
         table.add_column(col, justify="left" if col == "model" else "right")
     ratio_at = header.index("ratio") if "ratio" in header else None
@@ -537,6 +552,23 @@ def _markdown_table(header, rows) -> str:
     return "\n".join(lines)
 
 
+def _ratio_matrices(results: dict) -> list[str]:
+    """Per model, the ratios as a matrix: rows (d, n), columns (m, T); empty cells are absent points."""
+    out = []
+    for model in MODELS:
+        rows = [r for r in results["points"] if r["model"] == model and r.get("ratio") is not None]
+        if len(rows) < 2:
+            continue
+        by_key = {(r["d"], r["n"], r["m"], r["T"]): r["ratio"] for r in rows}
+        row_keys = sorted({(r["d"], r["n"]) for r in rows})
+        col_keys = sorted({(r["m"], r["T"]) for r in rows})
+        header = ["d", "n"] + [f"m={m} T={T}" for m, T in col_keys]
+        cells = [[str(d), str(n)] + [("" if (d, n, m, T) not in by_key else f"{by_key[d, n, m, T]:.2f}")
+                                     for m, T in col_keys] for d, n in row_keys]
+        out.append(f"**{model.upper()}**: rnnlab / torch step time\n\n" + _markdown_table(header, cells))
+    return out
+
+
 def timing_markdown(results: dict, command: str | None = None) -> str:
     """The run as Markdown: machine facts, the GEMM peak, the per-point and summary tables."""
     parts = []
@@ -544,10 +576,11 @@ def timing_markdown(results: dict, command: str | None = None) -> str:
         parts.append(f"```\n{command}\n```")
     parts.append(f"- Machine: {machine_line(results)}\n- {gemm_line(results)}\n"
                  f"- Started {results['started']}, {results['elapsed_s']:.0f} s")
-    parts.append(_markdown_table(*_timing_rows(results)))
     if results["vs"] == "torch":
         parts.append(_markdown_table(*_summary_rows(results)))
-    else:
+        parts.extend(_ratio_matrices(results))
+    parts.append(_markdown_table(*_timing_rows(results)))
+    if results["vs"] != "torch":
         parts.append("torch not used: rnnlab timed alone.")
     return "\n\n".join(parts) + "\n"
 

@@ -73,7 +73,7 @@ def summarize(samples: Sequence[float]) -> Stats:
 
 def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: int = 3,
                min_repeats: int = 5, max_repeats: int | None = None, settle: float = 0.0,
-               block: float = 0.0, min_rounds: int = 1,
+               block: float = 0.0, min_rounds: int = 1, warmup_budget: float | None = None,
                clock: Callable[[], float] = time.perf_counter,
                sleep: Callable[[float], None] = time.sleep) -> list[list[float]]:
     """Time callables in interleaved rounds, A B A B ..., until ``budget`` seconds are spent.
@@ -93,6 +93,8 @@ def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: in
         fns: the callables.
         budget: seconds from the first timed round on (warm-up excluded).
         warmup: untimed calls of each callable first, alternating.
+        warmup_budget: end the warm-up after the first round once this many seconds
+            have passed (None: all ``warmup`` rounds).
         min_repeats: timed calls per callable before stopping, even past the budget.
         max_repeats: stop once a callable has this many timed calls (None: no cap).
         settle: seconds of sleep before each block (see above).
@@ -111,11 +113,14 @@ def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: in
                          f"{min_repeats}, {min_rounds}")
     fns = list(fns)
     last = [0.0] * len(fns)  # the latest time of each callable
+    warm_start = clock()
     for _ in range(warmup):
         for i, fn in enumerate(fns):
             t0 = clock()
             fn()
             last[i] = clock() - t0
+        if warmup_budget is not None and clock() - warm_start >= warmup_budget:
+            break
     samples: list[list[float]] = [[] for _ in fns]
     cap = math.inf if max_repeats is None else max_repeats
     rounds = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from . import CommandError
@@ -95,6 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retries", type=_non_negative_int, default=None,
                         help="measure a point again when other processes kept the CPUs busy "
                              "meanwhile, after waiting for quiet [tiny 0, else 2]")
+    parser.add_argument("--quiet-wait", type=_non_negative_float, default=20.0, metavar="SECONDS",
+                        help="longest wait for a quiet machine before a retry [20]")
     parser.add_argument("--gemm-size", type=_positive_int, default=None, metavar="N",
                         help="side of the square sgemm that measures the peak "
                              "[tiny 256, else 2048]")
@@ -130,6 +133,7 @@ def run(args) -> int:
                              threads=args.threads, budget=args.budget, warmup=args.warmup,
                              min_repeats=args.min_repeats, settle=args.settle,
                              block=args.block, retries=args.retries,
+                             quiet_wait=args.quiet_wait,
                              gemm_size=args.gemm_size,
                              seed=args.seed, memory=args.memory, backend=args.backend)
         with backend(args.backend):  # unavailable backends fail here, before the run
@@ -146,7 +150,15 @@ def run(args) -> int:
         results = run_memory(config, console=progress_console, progress=not args.no_progress)
         render_memory(results, console)
     else:
-        results = run_timing(config, console=progress_console, progress=not args.no_progress)
+        partial = out / "bench-points.jsonl"  # each point as it finishes: a long run keeps them
+        partial.write_text("", encoding="utf-8")
+
+        def keep(row):
+            with open(partial, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
+        results = run_timing(config, console=progress_console, progress=not args.no_progress,
+                             on_point=keep)
         render_timing(results, console)
     try:
         paths = write_results(results, out, command=_command_line())
