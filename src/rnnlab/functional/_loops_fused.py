@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._loops_numba import _jit
+from ._loops_numba import _jit, lstm_gate_gradients
 from ._loops_numpy import rnn_backward_loop, rnn_forward_loop, state_views, sweep
 
 __all__ = ["rnn_forward_loop", "rnn_backward_loop", "lstm_forward_loop", "lstm_backward_loop"]
@@ -69,29 +69,6 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse):
         np.multiply(o_all[t], tanh_c[t], out=h_out[t])
 
 
-@_jit
-def _gate_gradients(act, tc, c_prev, grad_out, has_grad_out, dh, dc):
-    """act (N, 4H) = [i f g o] -> dL/dpre; dc (N, H) -> dL/dc_{t-1}. Equations in recurrent.lstm_backward."""
-    N, G = act.shape
-    H = G // 4
-    for n in range(N):
-        for j in range(H):
-            d_h = dh[n, j]
-            if has_grad_out:
-                d_h += grad_out[n, j]
-            i = act[n, j]
-            f = act[n, H + j]
-            g = act[n, 2 * H + j]
-            o = act[n, 3 * H + j]
-            t = tc[n, j]
-            d_c = dc[n, j] + d_h * o * (1 - t * t)
-            act[n, j] = d_c * g * i * (1 - i)
-            act[n, H + j] = d_c * c_prev[n, j] * f * (1 - f)
-            act[n, 2 * H + j] = d_c * i * (1 - g * g)
-            act[n, 3 * H + j] = d_h * t * o * (1 - o)
-            dc[n, j] = d_c * f
-
-
 def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse):
     T, N, G = gates.shape
     _, c_prev = state_views(c_states, reverse)
@@ -99,7 +76,7 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
     for t in sweep(T, not reverse):  # BPTT runs the sweep backwards
         act = gates[t]
         if grad_output is None:
-            _gate_gradients(act, tanh_c[t], c_prev[t], no_grad, False, dh, dc)
+            lstm_gate_gradients(act, tanh_c[t], c_prev[t], no_grad, False, dh, dc)
         else:
-            _gate_gradients(act, tanh_c[t], c_prev[t], grad_output[t], True, dh, dc)
+            lstm_gate_gradients(act, tanh_c[t], c_prev[t], grad_output[t], True, dh, dc)
         np.matmul(act, weight_hh, out=dh)

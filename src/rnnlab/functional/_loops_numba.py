@@ -103,29 +103,43 @@ def _lstm_forward(gates, h_states, c_states, tanh_c, weight_hh_t, reverse):
 
 
 @_jit
+def lstm_gate_gradients(act, tc, c_prev, grad_out, has_grad_out, dh, dc):
+    """One step of the LSTM backward, fused: act (N, 4H) = [i f g o] becomes dL/dpre.
+
+    dh (N, H) is dL/dh_t without grad_out; dc (N, H) enters as dL/dc_t from
+    step t+1 and leaves as dL/dc_{t-1}. Equations in recurrent.lstm_backward.
+    No transcendental function is evaluated, so the loop vectorises.
+    """
+    N, G = act.shape
+    H = G // 4
+    for n in range(N):
+        for j in range(H):
+            d_h = dh[n, j]
+            if has_grad_out:
+                d_h += grad_out[n, j]
+            i = act[n, j]
+            f = act[n, H + j]
+            g = act[n, 2 * H + j]
+            o = act[n, 3 * H + j]
+            t = tc[n, j]
+            d_c = dc[n, j] + d_h * o * (1 - t * t)
+            act[n, j] = d_c * g * i * (1 - i)
+            act[n, H + j] = d_c * c_prev[n, j] * f * (1 - f)
+            act[n, 2 * H + j] = d_c * i * (1 - g * g)
+            act[n, 3 * H + j] = d_h * t * o * (1 - o)
+            dc[n, j] = d_c * f
+
+
+@_jit
 def _lstm_backward(gates, c_states, tanh_c, weight_hh, grad_output, has_grad_output, dh, dc,
                    reverse):
-    T, N, G = gates.shape
-    H = G // 4
+    T = gates.shape[0]
     for step in range(T):
         t = step if reverse else T - 1 - step  # BPTT runs the sweep backwards
         prev = t + 1 if reverse else t
-        for n in range(N):
-            for j in range(H):
-                d_h = dh[n, j]
-                if has_grad_output:
-                    d_h += grad_output[t, n, j]
-                i = gates[t, n, j]
-                f = gates[t, n, H + j]
-                g = gates[t, n, 2 * H + j]
-                o = gates[t, n, 3 * H + j]
-                tc = tanh_c[t, n, j]
-                d_c = dc[n, j] + d_h * o * (1 - tc * tc)
-                gates[t, n, j] = d_c * g * i * (1 - i)
-                gates[t, n, H + j] = d_c * c_states[prev, n, j] * f * (1 - f)
-                gates[t, n, 2 * H + j] = d_c * i * (1 - g * g)
-                gates[t, n, 3 * H + j] = d_h * tc * o * (1 - o)
-                dc[n, j] = d_c * f
+        lstm_gate_gradients(gates[t], tanh_c[t], c_states[prev],
+                            grad_output[t] if has_grad_output else grad_output[0],
+                            has_grad_output, dh, dc)
         _matmul_into(gates[t], weight_hh, dh)
 
 
