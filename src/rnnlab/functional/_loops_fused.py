@@ -36,17 +36,27 @@ def _half_sigmoid_rows(G, dtype):
 
 @_jit
 def _finish_gates_and_cell(act, c_prev, c_out):
-    """act (N, 4H) = [tanh(pre_i/2), tanh(pre_f/2), g, tanh(pre_o/2)] -> [i, f, g, o]; c_out = f c_prev + i g."""
+    """act (N, 4H) = [tanh(pre_i/2), tanh(pre_f/2), g, tanh(pre_o/2)] -> [i, f, g, o]; c_out = f c_prev + i g.
+
+    Rows go through local buffers so that the loop vectorises (see lstm_gate_gradients).
+    """
     N, G = act.shape
     H = G // 4
+    gates = np.empty(G, dtype=act.dtype)
+    cell = np.empty(H, dtype=act.dtype)
     for n in range(N):
+        a, cp_n = act[n], c_prev[n]
         for j in range(H):
-            i = 0.5 + 0.5 * act[n, j]
-            f = 0.5 + 0.5 * act[n, H + j]
-            act[n, j] = i
-            act[n, H + j] = f
-            act[n, 3 * H + j] = 0.5 + 0.5 * act[n, 3 * H + j]
-            c_out[n, j] = f * c_prev[n, j] + i * act[n, 2 * H + j]
+            i = 0.5 + 0.5 * a[j]
+            f = 0.5 + 0.5 * a[H + j]
+            g = a[2 * H + j]
+            gates[j] = i
+            gates[H + j] = f
+            gates[2 * H + j] = g
+            gates[3 * H + j] = 0.5 + 0.5 * a[3 * H + j]
+            cell[j] = f * cp_n[j] + i * g
+        a[:] = gates
+        c_out[n] = cell
 
 
 def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse):
