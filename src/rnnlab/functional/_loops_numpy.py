@@ -34,7 +34,9 @@ def rnn_forward_loop(states, weight_hh, relu, reverse):
     Leaves h_t = act(pre_t + h_{t-1} W_hhᵀ) in the output slots.
     """
     out, prev = state_views(states, reverse)
-    weight_hh_t = weight_hh.T  # (H, H) view
+    # A C-contiguous copy: OpenBLAS runs h @ B up to ~1.7x faster for a small batch
+    # when B is not a transposed view; the copy is one pass over W_hh per forward.
+    weight_hh_t = np.ascontiguousarray(weight_hh.T)  # (H, H)
     recur = np.empty(out.shape[1:], dtype=states.dtype)  # (N, H): h_{t-1} W_hhᵀ
     for t in sweep(out.shape[0], reverse):
         np.matmul(prev[t], weight_hh_t, out=recur)
@@ -80,7 +82,7 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse):
     c_out, c_prev = state_views(c_states, reverse)
     i_all, f_all = gates[..., :H], gates[..., H:2 * H]  # (T, N, H) views
     g_all, o_all = gates[..., 2 * H:3 * H], gates[..., 3 * H:]
-    weight_hh_t = weight_hh.T  # (H, 4H) view
+    weight_hh_t = np.ascontiguousarray(weight_hh.T)  # (H, 4H), see rnn_forward_loop
     recur = np.empty((N, G), dtype=gates.dtype)  # h_{t-1} W_hhᵀ
     g_new = np.empty((N, H), dtype=gates.dtype)
     i_g = np.empty((N, H), dtype=gates.dtype)
