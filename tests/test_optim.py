@@ -14,6 +14,20 @@ torch = pytest.importorskip("torch")
 from rnnlab.nn.module import Parameter  # noqa: E402
 from rnnlab.optim import SGD, Adam, clip_grad_norm_  # noqa: E402
 
+
+# Every optimizer test runs on the NumPy update and on the compiled one-pass SGD.
+pytestmark = pytest.mark.usefixtures("optim_backend")
+
+
+@pytest.fixture(params=["numpy", "auto"])
+def optim_backend(request):
+    from rnnlab.functional.backend import numba_available, use_backend
+    if request.param == "auto" and not numba_available():
+        pytest.skip("numba is not installed")
+    with use_backend(request.param):
+        yield request.param
+
+
 SHAPES = [(7,), (5, 3), (4, 3, 2), (1,), ()]
 TOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
 N_STEPS = 10
