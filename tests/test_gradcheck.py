@@ -93,3 +93,20 @@ def test_backend_choice(monkeypatch):
     monkeypatch.setattr(backend, "numba_available", lambda: False)
     with pytest.raises(ValueError, match="needs numba installed"):
         backend.set_backend("numba")
+
+
+def test_gradcheck_fails_on_a_nan_gradient(monkeypatch):
+    """A backward that returns NaN must fail the check, not slip through max()."""
+    rng = np.random.default_rng(2)
+    lin = nn.Linear(3, 2, dtype=F64, rng=rng)
+    original = nn.Linear.backward
+
+    def nan_backward(self, grad_out, **kwargs):
+        grad_x = original(self, grad_out, **kwargs)
+        self.weight.grad[...] = np.nan
+        return grad_x
+
+    monkeypatch.setattr(nn.Linear, "backward", nan_backward)
+    report = gradcheck(lin, rng.standard_normal((4, 3)), rng=rng)
+    assert not report.passed(TOL)
+    assert report.worst.startswith("weight")

@@ -476,3 +476,23 @@ def test_load_state_dict_rejects_sgd_buffer_shape():
     d["buffers"]["1.momentum_buffer"] = np.zeros(5)
     with pytest.raises(ValueError, match="1.momentum_buffer"):
         SGD(params, lr=0.1, momentum=0.9).load_state_dict(d)
+
+
+def test_momentum_buffer_keeps_updating_after_parameters_change_layout():
+    """A Fortran-ordered momentum buffer must still be updated in place (not a reshaped copy)."""
+    def run(backend):
+        from rnnlab.functional.backend import use_backend
+        with use_backend(backend):
+            p = Parameter(np.asfortranarray(np.ones((3, 4))))
+            p.grad = np.asfortranarray(np.ones((3, 4)))
+            opt = SGD([p], lr=0.1, momentum=0.9)
+            opt.step()
+            p.data = np.ascontiguousarray(p.data)
+            p.grad = np.ascontiguousarray(p.grad)
+            for _ in range(3):
+                opt.step()
+            return p.data.copy(), opt.state[0]["momentum_buffer"].copy()
+    data_np, buf_np = run("numpy")
+    data_auto, buf_auto = run("auto")
+    np.testing.assert_allclose(buf_auto, buf_np, rtol=1e-12)
+    np.testing.assert_allclose(data_auto, data_np, rtol=1e-12)

@@ -78,6 +78,9 @@ def _element_indices(size, max_elements, rng):
 
 def _compare(named_arrays, analytic, objective, eps, floor, max_elements, rng):
     """Central differences over each named array, compared with its analytic gradient."""
+    if len(named_arrays) != len(analytic):
+        raise ValueError(f"gradcheck: backward returned {len(analytic)} gradients for "
+                         f"{len(named_arrays)} arrays")
     errors, worst, worst_where, checked = {}, -1.0, "", 0
     for (name, array), grad in zip(named_arrays, analytic):
         flat, grad_flat = array.reshape(-1), grad.reshape(-1)
@@ -92,6 +95,8 @@ def _compare(named_arrays, analytic, objective, eps, floor, max_elements, rng):
             numeric = (plus - minus) / (2 * eps)
             a = grad_flat[index]
             err = abs(a - numeric) / max(abs(a), abs(numeric), floor)
+            if not np.isfinite(err):  # a NaN or inf gradient is a failure, never a silent pass
+                err = np.inf
             checked += 1
             array_worst = max(array_worst, err)
             if err > worst:

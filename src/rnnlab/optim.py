@@ -327,7 +327,8 @@ class SGD(Optimizer):
 
             buf = self.state[i].get("momentum_buffer") if momentum != 0 else None
             if fused is not None and (momentum == 0 or buf is not None) \
-                    and d.flags.c_contiguous and g.flags.c_contiguous:
+                    and d.flags.c_contiguous and g.flags.c_contiguous \
+                    and (buf is None or buf.flags.c_contiguous):  # reshape(-1) must be a view
                 # One compiled pass instead of 2-6 NumPy passes over the parameter.
                 c = d.dtype.type  # float32 constants keep float32 arithmetic, as NumPy does
                 fused(d.reshape(-1), g.reshape(-1), s.reshape(-1) if buf is None else buf.reshape(-1),
