@@ -113,12 +113,21 @@ def test_backward_before_forward(make):
         module.backward(*args)
 
 
-def test_second_backward_for_one_forward_is_refused():
-    lstm = nn.LSTM(3, 2, rng=0)
-    out, _ = lstm(np.ones((4, 1, 3), F32))
-    lstm.backward(np.ones_like(out))
+@pytest.mark.parametrize("module", [nn.LSTM(3, 2, rng=0), nn.RNN(3, 2, rng=0)])
+def test_second_backward_for_one_forward_is_refused(module):
+    out, _ = module(np.ones((4, 1, 3), F32))
+    module.backward(np.ones_like(out))
     with pytest.raises(ValueError, match="backward called before forward"):
-        lstm.backward(np.ones_like(out))
+        module.backward(np.ones_like(out))
+
+
+@pytest.mark.parametrize("module", [nn.Linear(3, 2, rng=0), nn.Tanh(), nn.MLP([3, 4, 2], rng=0)])
+def test_second_backward_of_a_feedforward_module_is_refused(module):
+    """A second backward would add the same gradients twice; it is refused instead."""
+    out = module(np.ones((5, 3), F32))
+    module.backward(np.ones_like(out))
+    with pytest.raises(ValueError, match="backward called before forward"):
+        module.backward(np.ones_like(out))
 
 
 def test_grad_output_of_the_wrong_shape():

@@ -57,7 +57,8 @@ class Linear(Module):
         """
         require_cache(self._cache, self)
         check_array(grad_out, "Linear grad_out", self.dtype, shape=self._out_shape)
-        grad_x, _, _ = linear_backward(grad_out, self._cache, input_grad, self.weight.grad,
+        cache, self._cache = self._cache, None  # one backward per forward, as for the RNN/LSTM
+        grad_x, _, _ = linear_backward(grad_out, cache, input_grad, self.weight.grad,
                                        None if self.bias is None else self.bias.grad)
         return grad_x
 
@@ -86,7 +87,8 @@ class _Activation(Module):
     def backward(self, grad_out):
         require_cache(self._y, self)
         check_array(grad_out, f"{type(self).__name__} grad_out", self._y.dtype, shape=self._y.shape)
-        return self._backward_fn(grad_out, self._y)
+        y, self._y = self._y, None
+        return self._backward_fn(grad_out, y)
 
 
 class Sigmoid(_Activation):
