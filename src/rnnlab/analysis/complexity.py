@@ -308,14 +308,14 @@ def model_params(model: str, n: int, m: int, T: int, k: int) -> dict[str, int]:
     """Parameters per layer of a benchmark model (see the module docstring).
 
     "mlp": {"0": m·T·n + m, "2": k·m + k};
-    "rnn": {"rnn": m·n + m·m + 2m, "head": k·m + k};
-    "lstm": {"rnn": 4m·n + 4m·m + 8m, "head": k·m + k}.
+    "rnn": {"body": m·n + m·m + 2m, "head": k·m + k};
+    "lstm": {"body": 4m·n + 4m·m + 8m, "head": k·m + k}.
     """
     _check_model(model)
     if model == "mlp":
         return mlp_params(_mlp_sizes(n, m, T, k))
     layer = (rnn_params if model == "rnn" else lstm_params)(n, m)["l0"]
-    return {"rnn": layer, "head": linear_params(m, k)}
+    return {"body": layer, "head": linear_params(m, k)}
 
 
 def model_forward_flops(model: str, d: int, n: int, m: int, T: int, k: int) -> Flops:

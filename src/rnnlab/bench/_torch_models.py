@@ -13,11 +13,11 @@ class TorchSequenceRegressor(nn.Module):
     def __init__(self, mode: str, n: int, m: int, k: int):
         super().__init__()
         self.lstm = mode == "lstm"
-        self.rnn = (nn.LSTM if self.lstm else nn.RNN)(n, m)
+        self.body = (nn.LSTM if self.lstm else nn.RNN)(n, m)
         self.head = nn.Linear(m, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, h_n = self.rnn(x)
+        _, h_n = self.body(x)
         if self.lstm:
             h_n = h_n[0]
         return self.head(h_n[-1])  # (d, k)

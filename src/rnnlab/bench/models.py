@@ -39,7 +39,8 @@ from typing import Callable
 import numpy as np
 
 from ..analysis.complexity import MODELS
-from ..nn import LSTM, MLP, RNN, Linear, Module, MSELoss
+from ..models import SequenceModel
+from ..nn import MLP, Module, MSELoss
 from ..optim import SGD
 
 __all__ = ["Point", "SequenceRegressor", "StepPair", "make_data", "build_rnnlab", "build_torch",
@@ -72,46 +73,16 @@ class Point:
         return f"{self.model} d={self.d} n={self.n} m={self.m} T={self.T}"
 
 
-class SequenceRegressor(Module):
-    """A one-layer RNN or LSTM and a Linear head on its last hidden state.
+def SequenceRegressor(mode: str, n: int, m: int, k: int, *, dtype=np.float32, rng=None):
+    """The benchmark's recurrent model: :class:`rnnlab.models.SequenceModel` with one
+    RNN (tanh) or LSTM layer and a Linear head on the last hidden state.
 
-    Args:
-        mode: "rnn" (tanh) or "lstm".
-        n, m, k: input features, hidden units, outputs.
-        dtype, rng: as in the layers.
-
-    Shape: x (T, d, n) -> prediction (d, k).
-
-    Attributes:
-        rnn: the :class:`~rnnlab.nn.RNN` or :class:`~rnnlab.nn.LSTM`.
-        head: Linear(m, k).
-
-    Its state_dict keys ("rnn.weight_ih_l0", ..., "head.weight", "head.bias")
-    are those of the torch twin built by :func:`build_torch`.
+    Shape: x (T, d, n) -> prediction (d, k). Its state_dict keys ("body.weight_ih_l0",
+    ..., "head.weight", "head.bias") are those of the torch twin built by :func:`build_torch`.
     """
-
-    def __init__(self, mode: str, n: int, m: int, k: int, *, dtype=np.float32, rng=None):
-        super().__init__()
-        if mode not in ("rnn", "lstm"):
-            raise ValueError(f"mode must be 'rnn' or 'lstm', got {mode!r}")
-        self.mode = mode
-        layer = RNN if mode == "rnn" else LSTM
-        self.rnn = layer(n, m, dtype=dtype, rng=rng)
-        self.head = Linear(m, k, dtype=dtype, rng=rng)
-
-    def forward(self, x):
-        out, _ = self.rnn(x)  # (T, d, m)
-        return self.head(out[-1])  # out[-1] is h_n for one unidirectional layer
-
-    def backward(self, grad_pred, *, input_grad=True):
-        """grad_pred (d, k) -> grad_x (T, d, n), or None without ``input_grad``; adds every
-        parameter gradient."""
-        grad_h = self.head.backward(grad_pred)[None]  # (1, d, m): the gradient of h_n
-        if self.mode == "rnn":
-            grad_x, _ = self.rnn.backward(None, grad_h, input_grad=input_grad)
-        else:
-            grad_x, _ = self.rnn.backward(None, (grad_h, None), input_grad=input_grad)
-        return grad_x
+    if mode not in ("rnn", "lstm"):
+        raise ValueError(f"mode must be 'rnn' or 'lstm', got {mode!r}")
+    return SequenceModel(mode, n, m, k, dtype=dtype, rng=rng)
 
 
 def make_data(point: Point, seed: int = 0):

@@ -20,8 +20,6 @@ can be rebuilt from a saved results.json without rerunning anything.
 
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -95,16 +93,6 @@ class Progress:
 def time_stats(samples) -> dict:
     """Median, p10, p90 (and n, mean, min, max) of times in seconds, as a plain dict."""
     return summarize(samples).as_dict()
-
-
-@contextmanager
-def stopwatch(times: list):
-    """Append the elapsed perf_counter seconds of the block to ``times``."""
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        times.append(time.perf_counter() - start)
 
 
 def log_slope(x, y):

@@ -342,7 +342,7 @@ def analytic_table(models, ref: dict, k: int) -> dict:
     if "rnn" in out and "lstm" in out:
         r, l = out["rnn"], out["lstm"]
         ratios = {
-            "params_layer": l["params"]["rnn"] / r["params"]["rnn"],
+            "params_layer": l["params"]["body"] / r["params"]["body"],
             "params_total": l["params_total"] / r["params_total"],
             "forward_gemm_flops": l["forward_gemm_flops"] / r["forward_gemm_flops"],
             "training_flops": l["training_flops"] / r["training_flops"],
@@ -641,7 +641,7 @@ def claims(result: dict) -> list[Claim]:
     n_bad = sum(not c["equal"] for c in checks)
     four = None
     if "rnn" in a and "lstm" in a:
-        four = a["lstm"]["params"]["rnn"] / a["rnn"]["params"]["rnn"]
+        four = a["lstm"]["params"]["body"] / a["rnn"]["params"]["body"]
     if n_bad == 0 and (four is None or four == 4.0):
         verdict = "supported"
     else:
@@ -650,8 +650,8 @@ def claims(result: dict) -> list[Claim]:
     ev = (f"{len(checks) - n_bad}/{len(checks)} built models have exactly the formula's parameters per layer"
           f" (every sweep point and the reference)")
     if four is not None:
-        ev += (f"; at n={ref['n']}, m={ref['m']}: RNN layer {a['rnn']['params']['rnn']:,}, "
-               f"LSTM layer {a['lstm']['params']['rnn']:,}, ratio {four:.3f}")
+        ev += (f"; at n={ref['n']}, m={ref['m']}: RNN layer {a['rnn']['params']['body']:,}, "
+               f"LSTM layer {a['lstm']['params']['body']:,}, ratio {four:.3f}")
     out.append(Claim("scaling-param-counts",
                      "Parameter counts: an RNN layer has n·m + m² + 2m, an LSTM layer 4× that.",
                      verdict, ev + "."))
@@ -676,9 +676,9 @@ def _usual_claims_table(an: dict) -> Table:
         ("lstm", "LSTM training FLOPs", "4 × RNN", "3·2·T·d·4·(n·m + m²) + 3·2·d·m·k",
          lambda x: f"{x['training_flops'] / 1e6:.1f} M"),
         ("rnn", "RNN parameters", "O(n·m + m²)", "n·m + m² + 2m  (+ head m·k + k)",
-         lambda x: f"{x['params']['rnn']:,} (+ {x['params']['head']:,})"),
+         lambda x: f"{x['params']['body']:,} (+ {x['params']['head']:,})"),
         ("lstm", "LSTM parameters", "4 × RNN", "4·(n·m + m² + 2m)  (+ head)",
-         lambda x: f"{x['params']['rnn']:,} (+ {x['params']['head']:,})"),
+         lambda x: f"{x['params']['body']:,} (+ {x['params']['head']:,})"),
         ("rnn", "RNN BPTT activations", "left out (O(T·d·m))", "T·d·(m + n) floats",
          lambda x: f"{_mib(x['bptt_bytes'])} MiB"),
         ("lstm", "LSTM BPTT activations", "left out (O(T·d·m))", "T·d·(6m + n) floats",

@@ -140,7 +140,7 @@ class _SequenceLayer(_RecurrentBase):
         seq = np.ascontiguousarray(seq)
         states = self._check_states(hx, batched, seq.shape[1])
 
-        H, D = self.hidden_size, self.num_directions
+        D = self.num_directions
         caches, finals = [], [[] for _ in range(self._n_states)]
         layer_input = seq
         for layer in range(self.num_layers):

@@ -80,7 +80,7 @@ def build_report(results: dict, out_dir) -> dict:
           "Every verdict below is computed from the numbers in `results.json`; "
           "rerun `rnnlab report results.json` to rebuild this page from them.", "",
           _md_table(summary_table(claims)), ""]
-    body = [f"<h1>rnnlab compare: MLP, vanilla RNN and LSTM, measured</h1>",
+    body = ["<h1>rnnlab compare: MLP, vanilla RNN and LSTM, measured</h1>",
             f"<p>Preset <code>{html.escape(str(config.get('preset', '?')))}</code>, seed "
             f"{html.escape(str(config.get('seed', '?')))}, {html.escape(results.get('finished', ''))}. "
             f"Machine: {html.escape(_machine_line(results))}.</p>",
