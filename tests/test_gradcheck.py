@@ -60,9 +60,10 @@ def test_gradcheck_catches_a_wrong_bias_gradient(monkeypatch):
 
     original = recurrent._param_grads
 
-    def drop_bias_hh(d_pre, x, h_prev, has_bias, accumulate=None):
+    def drop_bias_hh(d_pre, x, h_prev, has_bias, accumulate=None, overwrite=(False,) * 4):
         w_ih, w_hh, b_ih, b_hh = accumulate
-        return original(d_pre, x, h_prev, has_bias, (w_ih, w_hh, b_ih, np.zeros_like(b_hh)))
+        return original(d_pre, x, h_prev, has_bias, (w_ih, w_hh, b_ih, np.zeros_like(b_hh)),
+                        overwrite)
 
     monkeypatch.setattr(recurrent, "_param_grads", drop_bias_hh)
     rng = np.random.default_rng(1)

@@ -300,3 +300,78 @@ def test_parameter_gradients_accumulate(backend, make):
     module.backward(g)
     for a, b in zip(once, module.parameters()):
         np.testing.assert_allclose(b.grad, 2 * a, rtol=1e-12, atol=1e-15)
+
+
+_GRAD_MODULES = [
+    lambda rng: (nn.Linear(4, 3, dtype=np.float64, rng=rng), (2, 4)),
+    lambda rng: (nn.MLP([6, 5, 2], dtype=np.float32, rng=rng), (1, 6)),  # outer products
+    lambda rng: (nn.RNN(4, 3, bidirectional=True, dtype=np.float64, rng=rng), (5, 2, 4)),
+    lambda rng: (nn.LSTM(4, 3, num_layers=2, dtype=np.float32, rng=rng), (5, 1, 4)),
+]
+
+
+def _backward_once(module, x, g):
+    module(x)
+    module.backward(g)
+    return [p.grad.copy() for p in module.parameters()]
+
+
+@pytest.mark.parametrize("make", _GRAD_MODULES)
+def test_zero_grad_is_lazy_but_exact(backend, make):
+    """zero_grad only marks the gradients zero; the next backward writes them instead of adding.
+
+    Its result must equal a backward into gradients that were really filled
+    with zeros, and nothing of the step before may leak into it.
+    """
+    rng = np.random.default_rng(29)
+    module, shape = make(rng)
+    dtype = module.parameters()[0].dtype
+    x1, x2 = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    out = module(x1)
+    g = rng.standard_normal((out[0] if isinstance(out, tuple) else out).shape).astype(dtype)
+    _backward_once(module, x1, 3 * g)  # leaves large, different values behind
+    module.zero_grad()
+    lazy = _backward_once(module, x2, g)
+    module.zero_grad()
+    for p in module.parameters():  # reading materialises the zeros: no lazy path now
+        assert not p.grad.any()
+    filled = _backward_once(module, x2, g)
+    for a, b in zip(lazy, filled):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_zero_grad_keeps_arrays_and_respects_a_user_write():
+    """A gradient written by the user after zero_grad is added to, not overwritten."""
+    rng = np.random.default_rng(31)
+    layer = nn.Linear(3, 2, dtype=np.float64, rng=rng)
+    x, g = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    alone = _backward_once(layer, x, g)
+    ids = [id(p.grad) for p in layer.parameters()]
+    layer.zero_grad()
+    assert [id(p.grad) for p in layer.parameters()] == ids
+    layer.weight.grad[...] = 1.0
+    layer(x)
+    layer.backward(g)
+    np.testing.assert_allclose(layer.weight.grad, alone[0] + 1.0, rtol=1e-14)
+    np.testing.assert_allclose(layer.bias.grad, alone[1], rtol=1e-14)
+
+
+def test_failed_backward_leaves_zeroed_gradients_zero(monkeypatch):
+    """A backward that raises after taking the gradient arrays must not expose their stale values."""
+    from rnnlab.functional import recurrent
+
+    rng = np.random.default_rng(37)
+    lstm = nn.LSTM(3, 2, dtype=np.float64, rng=rng)
+    x, g = rng.standard_normal((4, 2, 3)), rng.standard_normal((4, 2, 2))
+    _backward_once(lstm, x, g)  # non-zero values in every gradient
+    lstm.zero_grad()
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("boom")
+
+    monkeypatch.setattr(recurrent, "_param_grads", broken)
+    lstm(x)
+    with pytest.raises(FloatingPointError):
+        lstm.backward(g)
+    for name, p in lstm.named_parameters():
+        assert not p.grad.any(), name

@@ -122,9 +122,10 @@ class Optimizer:
         self._lr = _non_negative("learning rate", value)
 
     def zero_grad(self) -> None:
-        """Set every parameter's gradient to zero, in place (no reallocation)."""
+        """Set every parameter's gradient to zero, in place (no reallocation; lazily, see
+        :class:`rnnlab.nn.Parameter`)."""
         for p in self.params:
-            p.grad.fill(0)
+            p.zero_grad()
 
     def _check_param(self, i: int, p: Parameter) -> None:
         d, g = p.data, p.grad

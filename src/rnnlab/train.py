@@ -575,7 +575,7 @@ class Trainer:
         x, y = self.task.batch(self.config.batch, self.data_rng)
         named = list(self.model.named_parameters())
         for _, p in named:
-            p.grad.fill(0)
+            p.zero_grad()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             out = self.model(x)
             loss, grad_out = self.task.loss(out, y)

@@ -127,7 +127,7 @@ def fit(model, next_batch, loss_fn, optimizer, steps, *, max_norm=None, log_ever
             continue  # drain the progress bar quietly
         x, y = next_batch()
         for p in params:
-            p.grad.fill(0)
+            p.zero_grad()
         with np.errstate(over="ignore", invalid="ignore"):
             out = model(x)
             loss, grad_out = loss_fn(out, y)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._rank1 import outer_into
+
 
 def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):
     """Return ``(y, cache)`` with ``y = x @ weight.T + bias``.
@@ -22,13 +24,16 @@ def linear_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):
     return y, (x, weight, bias is not None)
 
 
-def linear_backward(grad_y: np.ndarray, cache, input_grad=True, grad_weight=None, grad_bias=None):
+def linear_backward(grad_y: np.ndarray, cache, input_grad=True, grad_weight=None, grad_bias=None,
+                    overwrite=(False, False)):
     """Return ``(grad_x, grad_weight, grad_bias)``; ``grad_bias`` is None without bias.
 
     Shapes: grad_y (..., out) -> grad_x (..., in), grad_weight (out, in), grad_bias (out,).
     With ``input_grad=False`` grad_x is None (its GEMM is skipped). Given
     ``grad_weight``/``grad_bias`` arrays, the gradients are *added* into them
-    (see :func:`accumulate_outer`) and those arrays are returned.
+    (see :func:`accumulate_outer`) and those arrays are returned; ``overwrite``
+    (one flag for each) says which of them hold stale values standing for
+    zero, to be written instead of added into.
     """
     x, weight, has_bias = cache
     out_features, in_features = weight.shape
@@ -38,30 +43,39 @@ def linear_backward(grad_y: np.ndarray, cache, input_grad=True, grad_weight=None
     if grad_weight is None:
         grad_weight = outer_sum(dy2, x2)  # (out, in)
     else:
-        accumulate_outer(grad_weight, dy2, x2)
+        accumulate_outer(grad_weight, dy2, x2, overwrite[0])
     if has_bias:
         db = dy2.sum(axis=0)
         if grad_bias is None:
             grad_bias = db
         else:
-            grad_bias += db
+            add_into(grad_bias, db, overwrite[1])
     return grad_x, grad_weight, grad_bias
 
 
-def accumulate_outer(grad: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+def add_into(grad: np.ndarray, value: np.ndarray, overwrite: bool = False) -> None:
+    """grad += value, or grad[...] = value when ``overwrite`` (grad's contents stand for zero)."""
+    if overwrite:
+        np.copyto(grad, value)
+    else:
+        grad += value
+
+
+def accumulate_outer(grad: np.ndarray, a: np.ndarray, b: np.ndarray, overwrite: bool = False) -> None:
     """grad (P, Q) += aᵀ b, for a (M, P), b (M, Q), without a (P, Q) temporary when it can.
 
-    Parameter gradients are added into, but are usually all zero (after
-    ``zero_grad``): then the product is written straight into ``grad``. The
-    check reads ``grad`` once and stops at its first non-zero element, which
-    is far cheaper than a full-size temporary and a second pass to add it.
+    With ``overwrite`` grad's contents are stale and stand for zero (see
+    :meth:`rnnlab.nn.Parameter.grad_sink`): the product is written straight
+    into it. Without, a zero ``grad`` is still detected: the check reads it
+    once and stops at its first non-zero element, far cheaper than a
+    full-size temporary and a second pass to add it.
     """
-    if grad.any():
-        grad += outer_sum(a, b)
-    elif a.shape[0] == 1:
-        np.multiply(a[0][:, None], b[0][None, :], out=grad)
-    else:
+    if a.shape[0] == 1:  # an outer product: never a GEMM with an inner dimension of 1
+        outer_into(grad, a[0], b[0], add=not overwrite)
+    elif overwrite or not grad.any():
         np.matmul(a.T, b, out=grad)
+    else:
+        grad += a.T @ b
 
 
 def outer_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:

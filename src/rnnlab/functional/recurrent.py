@@ -26,7 +26,7 @@ import numpy as np
 from . import _loops_numpy
 from ._loops_numpy import state_views as _state_views
 from .backend import loops_for
-from .linear import accumulate_outer, outer_sum
+from .linear import accumulate_outer, add_into, outer_sum
 
 
 def _loops(batch, hidden, cell):
@@ -51,7 +51,10 @@ def _input_projection(x, weight_ih, bias_ih, bias_hh, out):
         out += bias_hh
 
 
-def _param_grads(d_pre, x, h_prev, has_bias, accumulate=None):
+_NO_OVERWRITE = (False, False, False, False)
+
+
+def _param_grads(d_pre, x, h_prev, has_bias, accumulate=None, overwrite=_NO_OVERWRITE):
     """Weight and bias gradients from the pre-activation gradients of all steps.
 
     d_pre (T, N, G·H), x (T, N, I), h_prev (T, N, H) ->
@@ -59,7 +62,9 @@ def _param_grads(d_pre, x, h_prev, has_bias, accumulate=None):
 
     ``accumulate``, if given, is (dW_ih, dW_hh, db_ih, db_hh) arrays (biases
     None without bias) that the gradients are added into, without
-    full-size temporaries where possible; then None is returned.
+    full-size temporaries where possible; then None is returned. ``overwrite``
+    flags, one for each, mark arrays whose contents stand for zero, to be
+    written instead (see :func:`rnnlab.functional.linear.accumulate_outer`).
     """
     T, N, GH = d_pre.shape
     d2 = d_pre.reshape(T * N, GH)  # (T·N, G·H)
@@ -68,11 +73,11 @@ def _param_grads(d_pre, x, h_prev, has_bias, accumulate=None):
     if accumulate is None:
         return outer_sum(d2, x2), outer_sum(d2, h2), grad_bias
     acc_w_ih, acc_w_hh, acc_b_ih, acc_b_hh = accumulate
-    accumulate_outer(acc_w_ih, d2, x2)
-    accumulate_outer(acc_w_hh, d2, h2)
+    accumulate_outer(acc_w_ih, d2, x2, overwrite[0])
+    accumulate_outer(acc_w_hh, d2, h2, overwrite[1])
     if has_bias:
-        acc_b_ih += grad_bias
-        acc_b_hh += grad_bias
+        add_into(acc_b_ih, grad_bias, overwrite[2])
+        add_into(acc_b_hh, grad_bias, overwrite[3])
     return None
 
 
@@ -108,7 +113,8 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     return (out, h_n), cache
 
 
-def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True, accumulate=None):
+def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True, accumulate=None,
+                 overwrite=_NO_OVERWRITE):
     """Backpropagation through time for :func:`rnn_forward`.
 
     Equations, from t = T down to 1, with dh_T = grad_h_n::
@@ -123,7 +129,9 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True, accumu
     Returns ``grad_x (T, N, I), grad_h0 (N, H), (dW_ih, dW_hh, db)`` with db None
     without bias, and grad_x None when ``input_grad`` is False. With
     ``accumulate`` = (dW_ih, dW_hh, db_ih, db_hh) arrays, the parameter
-    gradients are added into them and None takes the place of the triple.
+    gradients are added into them and None takes the place of the triple;
+    ``overwrite`` flags (one for each of the four) mark arrays whose contents
+    stand for zero, to be written instead of added into.
     """
     x, states, weight_ih, weight_hh, has_bias, nonlinearity, reverse = cache
     T, N, _ = x.shape
@@ -135,7 +143,7 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True, accumu
                                reverse)
     # grad_x costs a GEMM as large as the input projection; skip it when nobody needs it.
     grad_x = (d_pre.reshape(T * N, H) @ weight_ih).reshape(T, N, -1) if input_grad else None
-    return grad_x, dh, _param_grads(d_pre, x, prev, has_bias, accumulate)
+    return grad_x, dh, _param_grads(d_pre, x, prev, has_bias, accumulate, overwrite)
 
 
 # -------------------------------------------------------------------------- LSTM
@@ -178,7 +186,7 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
 
 
 def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None, input_grad=True,
-                  accumulate=None):
+                  accumulate=None, overwrite=_NO_OVERWRITE):
     """Backpropagation through time for :func:`lstm_forward`. Consumes the cache.
 
     Equations, from t = T down to 1, with dh_T = grad_h_n and dc_T = grad_c_n::
@@ -195,7 +203,7 @@ def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None, input_g
 
     Shapes: grad_output (T, N, H) or None; grad_h_n, grad_c_n (N, H) or None.
     Returns ``grad_x (T, N, I), grad_h0 (N, H), grad_c0 (N, H), (dW_ih, dW_hh, db)``,
-    with grad_x None when ``input_grad`` is False; ``accumulate`` as in :func:`rnn_backward`.
+    with grad_x None when ``input_grad`` is False; ``accumulate`` and ``overwrite`` as in :func:`rnn_backward`.
     """
     x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh, has_bias, reverse = cache
     T, N, _ = x.shape
@@ -207,4 +215,4 @@ def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None, input_g
     _loops(N, H, "lstm").lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse)
     d_pre = gates
     grad_x = (d_pre.reshape(T * N, 4 * H) @ weight_ih).reshape(T, N, -1) if input_grad else None
-    return grad_x, dh, dc, _param_grads(d_pre, x, h_prev, has_bias, accumulate)
+    return grad_x, dh, dc, _param_grads(d_pre, x, h_prev, has_bias, accumulate, overwrite)

@@ -8,7 +8,7 @@ from .. import init
 from ..functional.activations import ACTIVATIONS
 from ..functional.linear import linear_backward, linear_forward
 from ._checks import check_array, check_dtype, check_positive_int, require_cache
-from .module import Module, Parameter
+from .module import Module, Parameter, grad_sinks
 
 
 class Linear(Module):
@@ -58,8 +58,8 @@ class Linear(Module):
         require_cache(self._cache, self)
         check_array(grad_out, "Linear grad_out", self.dtype, shape=self._out_shape)
         cache, self._cache = self._cache, None  # one backward per forward, as for the RNN/LSTM
-        grad_x, _, _ = linear_backward(grad_out, cache, input_grad, self.weight.grad,
-                                       None if self.bias is None else self.bias.grad)
+        with grad_sinks((self.weight, self.bias)) as ((grad_w, grad_b), overwrite):
+            grad_x, _, _ = linear_backward(grad_out, cache, input_grad, grad_w, grad_b, overwrite)
         return grad_x
 
     def extra_repr(self):

@@ -10,6 +10,7 @@ into ``param.grad``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import contextmanager
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -21,17 +22,56 @@ class Parameter:
     Attributes:
         data: the value, an ndarray (float32 or float64).
         grad: same shape and dtype as ``data``; backward passes add into it,
-            ``Module.zero_grad()`` sets it to zero.
+            ``zero_grad()`` sets it to zero. The array keeps its identity.
+
+    ``zero_grad`` is lazy: it only marks the gradient as zero, and the first
+    reader of ``grad`` gets the array filled with zeros. A layer's backward
+    takes the array through :meth:`grad_sink` instead, and when the gradient
+    is marked zero it *writes* its gradient instead of adding it. On a large
+    weight this saves two passes over memory per training step (the fill and
+    the add), which is what a step of a small batch spends its time on.
     """
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("data", "_grad", "_grad_zeroed")
 
     def __init__(self, data: np.ndarray):
         if not isinstance(data, np.ndarray) or data.dtype.kind != "f":
             raise TypeError(f"Parameter data must be a float ndarray, got {type(data).__name__}"
                             f"{'' if not isinstance(data, np.ndarray) else ' of dtype ' + str(data.dtype)}")
         self.data = data
-        self.grad = np.zeros_like(data)
+        self._grad = np.zeros_like(data)
+        self._grad_zeroed = False  # True: _grad's contents are stale and stand for zero
+
+    @property
+    def grad(self) -> np.ndarray:
+        if self._grad_zeroed:
+            self._grad.fill(0)
+            self._grad_zeroed = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: np.ndarray) -> None:
+        self._grad = value
+        self._grad_zeroed = False
+
+    def zero_grad(self) -> None:
+        """Set the gradient to zero (lazily: see the class docstring)."""
+        self._grad_zeroed = True
+
+    def grad_sink(self) -> tuple[np.ndarray, bool]:
+        """``(grad, overwrite)`` for a backward pass that adds its gradient in.
+
+        With ``overwrite`` True the array's contents are stale and stand for
+        zero: the caller must write every element of it (``grad[...] = g``),
+        not add into it. Either way the array holds the gradient afterwards.
+        """
+        overwrite, self._grad_zeroed = self._grad_zeroed, False
+        return self._grad, overwrite
+
+    def restore_zeroed(self, overwrite: bool) -> None:
+        """Undo :meth:`grad_sink` for a backward that failed before writing (``overwrite`` as it returned)."""
+        if overwrite:
+            self._grad_zeroed = True
 
     @property
     def shape(self):
@@ -43,6 +83,25 @@ class Parameter:
 
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+@contextmanager
+def grad_sinks(params):
+    """The gradient arrays of ``params`` (None entries stay None) for a backward to add into.
+
+    Yields ``(arrays, overwrite)``, two tuples with one entry per parameter;
+    see :meth:`Parameter.grad_sink`. If the block raises, gradients that were
+    marked zero are marked zero again, so a failed backward leaves no stale
+    values behind.
+    """
+    sinks = [(None, False) if p is None else p.grad_sink() for p in params]
+    try:
+        yield tuple(a for a, _ in sinks), tuple(f for _, f in sinks)
+    except BaseException:
+        for p, (_, overwrite) in zip(params, sinks):
+            if p is not None:
+                p.restore_zeroed(overwrite)
+        raise
 
 
 class BackwardBeforeForwardError(ValueError, RuntimeError):
@@ -99,9 +158,9 @@ class Module:
         return [p for _, p in self.named_parameters()]
 
     def zero_grad(self) -> None:
-        """Set every parameter's gradient to zero, in place."""
+        """Set every parameter's gradient to zero, in place (lazily: see :class:`Parameter`)."""
         for p in self.parameters():
-            p.grad.fill(0)
+            p.zero_grad()
 
     # ---------------------------------------------------------------- state dict
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":

@@ -14,7 +14,7 @@ import numpy as np
 from .. import init
 from ..functional.recurrent import lstm_backward, lstm_forward, rnn_backward, rnn_forward
 from ._checks import check_array, check_dtype, check_positive_int, require_cache
-from .module import Module, Parameter
+from .module import Module, Parameter, grad_sinks
 
 
 class _RecurrentBase(Module):
@@ -55,16 +55,19 @@ class _RecurrentBase(Module):
     def _run_backward(self, cache, grad_out, grad_states, suffix, input_grad=True):
         """Backward of one layer and direction; adds parameter grads. Returns (grad_x, grad_states)."""
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        accumulate = tuple(getattr(self, n + suffix).grad if self.bias or n.startswith("weight")
-                           else None for n in names)
-        if self.mode == "LSTM":
-            grad_x, grad_h0, grad_c0, _ = lstm_backward(cache, grad_out, *grad_states,
-                                                        input_grad=input_grad, accumulate=accumulate)
-            grad_states = (grad_h0, grad_c0)
-        else:
-            grad_x, grad_h0, _ = rnn_backward(cache, grad_out, grad_states[0],
-                                              input_grad=input_grad, accumulate=accumulate)
-            grad_states = (grad_h0,)
+        params = tuple(getattr(self, n + suffix) if self.bias or n.startswith("weight") else None
+                       for n in names)
+        with grad_sinks(params) as (accumulate, overwrite):
+            if self.mode == "LSTM":
+                grad_x, grad_h0, grad_c0, _ = lstm_backward(
+                    cache, grad_out, *grad_states, input_grad=input_grad,
+                    accumulate=accumulate, overwrite=overwrite)
+                grad_states = (grad_h0, grad_c0)
+            else:
+                grad_x, grad_h0, _ = rnn_backward(cache, grad_out, grad_states[0],
+                                                  input_grad=input_grad, accumulate=accumulate,
+                                                  overwrite=overwrite)
+                grad_states = (grad_h0,)
         return grad_x, grad_states
 
     @property
