@@ -230,15 +230,23 @@ def test_recurrent_flops_counted(counting, kind, seed):
     layers = int(rng.integers(1, 3))
     module = (RNN if kind == "rnn" else LSTM)(n, m, num_layers=layers, rng=rng)
     x = _counted(module, rng.standard_normal((T, d, n)).astype(np.float32))
+    # Given initial states: the textbook count, T recurrent products per layer.
+    zeros = np.zeros((layers, d, m), np.float32)
     counting[0] = 0
-    out, _ = module(x)
+    out, _ = module(x, zeros if kind == "rnn" else (zeros, zeros))
     forward = counting[0]
     module.backward(np.ones_like(out))
     total = counting[0]
     fwd = (cx.rnn_forward_flops if kind == "rnn" else cx.lstm_forward_flops)(d, T, n, m, layers)
-    train = (cx.rnn_training_flops if kind == "rnn" else cx.lstm_training_flops)(d, T, n, m, layers)
+    training = cx.rnn_training_flops if kind == "rnn" else cx.lstm_training_flops
     assert fwd.gemm == 2 * forward
-    assert train == 2 * total
+    assert training(d, T, n, m, layers) == 2 * total
+    # No initial states (zero start), with and without their gradient: the first step's products go.
+    for state_grad in (True, False):
+        counting[0] = 0
+        out, _ = module(x)
+        module.backward(np.ones_like(out), state_grad=state_grad)
+        assert training(d, T, n, m, layers, zero_start=True, state_grad=state_grad) == 2 * counting[0]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -256,10 +264,15 @@ def test_benchmark_model_flops_counted(counting, model, seed):
     x = _counted(module, x)
     y = rng.standard_normal((d, k)).astype(np.float32)
     forward, total = _run_counted(counting, module, x, y)
-    assert cx.model_forward_flops(model, d, n, m, T, k).gemm == 2 * forward
-    assert cx.model_training_flops(model, d, n, m, T, k) == 2 * total
+    # The recurrent models start from zero states: count what rnnlab runs.
+    assert cx.model_forward_flops(model, d, n, m, T, k, zero_start=True).gemm == 2 * forward
+    assert cx.model_training_flops(model, d, n, m, T, k, zero_start=True) == 2 * total
     first_layer_dx = 2 * d * T * n * m * (4 if model == "lstm" else 1)
-    assert cx.model_training_flops(model, d, n, m, T, k, input_grad=False) == 2 * total - first_layer_dx
+    assert cx.model_training_flops(model, d, n, m, T, k, input_grad=False,
+                                   zero_start=True) == 2 * total - first_layer_dx
+    if model != "mlp":  # the textbook count has the first step's products on top
+        gates = 4 if model == "lstm" else 1
+        assert cx.model_training_flops(model, d, n, m, T, k) - 2 * total == 3 * 2 * d * m * gates * m
 
 
 def test_elementwise_terms_scale():

@@ -60,10 +60,9 @@ def test_gradcheck_catches_a_wrong_bias_gradient(monkeypatch):
 
     original = recurrent._param_grads
 
-    def drop_bias_hh(d_pre, x, h_prev, has_bias, accumulate=None, overwrite=(False,) * 4):
+    def drop_bias_hh(d_pre, x, h_prev, has_bias, accumulate=None, *rest):
         w_ih, w_hh, b_ih, b_hh = accumulate
-        return original(d_pre, x, h_prev, has_bias, (w_ih, w_hh, b_ih, np.zeros_like(b_hh)),
-                        overwrite)
+        return original(d_pre, x, h_prev, has_bias, (w_ih, w_hh, b_ih, np.zeros_like(b_hh)), *rest)
 
     monkeypatch.setattr(recurrent, "_param_grads", drop_bias_hh)
     rng = np.random.default_rng(1)

@@ -375,3 +375,69 @@ def test_failed_backward_leaves_zeroed_gradients_zero(monkeypatch):
         lstm.backward(g)
     for name, p in lstm.named_parameters():
         assert not p.grad.any(), name
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("T", [1, 5, 7])
+def test_rnn_backward_in_blocks_equals_one_block(backend, monkeypatch, reverse, nonlinearity, T):
+    """The RNN backward runs BPTT in blocks of steps for memory; the blocks must not change a gradient."""
+    from rnnlab.functional import recurrent
+
+    rng = np.random.default_rng(41 + T)
+    N, I, H = 3, 4, 5
+    x = rng.standard_normal((T, N, I))
+    weights = [rng.standard_normal(s) * 0.5 for s in ((H, I), (H, H), (H,), (H,))]
+    h0 = rng.standard_normal((N, H))
+    grad_out, grad_h_n = rng.standard_normal((T, N, H)), rng.standard_normal((N, H))
+
+    def run(min_bytes, accumulate):
+        monkeypatch.setattr(recurrent, "_BLOCK_MIN_BYTES", min_bytes)
+        _, cache = recurrent.rnn_forward(x, h0, *weights, nonlinearity=nonlinearity, reverse=reverse)
+        if not accumulate:
+            return recurrent.rnn_backward(cache, grad_out, grad_h_n)
+        sinks = [np.full_like(w, 7.0) for w in weights]  # stale values that must be overwritten
+        gx, gh, _ = recurrent.rnn_backward(cache, grad_out, grad_h_n, accumulate=sinks,
+                                           overwrite=(True,) * 4)
+        return gx, gh, (sinks[0], sinks[1], sinks[2])
+
+    for accumulate in (False, True):
+        one = run(1 << 40, accumulate)
+        blocks = run(0, accumulate)
+        np.testing.assert_allclose(blocks[0], one[0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(blocks[1], one[1], rtol=1e-12, atol=1e-14)
+        for a, b in zip(blocks[2], one[2]):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "lstm"])
+@pytest.mark.parametrize("T", [1, 4])
+def test_zero_start_and_no_state_grad_change_nothing_else(backend, kind, T):
+    """No initial state skips the products with zero; state_grad=False skips dL/dh_0.
+
+    Against explicit zero states: the same outputs and the same parameter and
+    input gradients, in every layer and direction.
+    """
+    rng = np.random.default_rng(43 + T)
+    if kind == "lstm":
+        layer = nn.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=np.float64, rng=rng)
+    else:
+        layer = nn.RNN(3, 4, num_layers=2, bidirectional=True, nonlinearity=kind[4:],
+                       dtype=np.float64, rng=rng)
+    _randomize_biases(layer, rng)
+    x = rng.standard_normal((T, 2, 3))
+    g = rng.standard_normal((T, 2, 8))
+    zeros = np.zeros((4, 2, 4))
+    results = []
+    for hx, state_grad in ((zeros if kind != "lstm" else (zeros, zeros), True), (None, True),
+                           (None, False)):
+        layer.zero_grad()
+        out, _ = layer(x, hx)
+        grad_x, grad_states = layer.backward(g, state_grad=state_grad)
+        assert (grad_states is None) == (not state_grad)
+        results.append((out.copy(), grad_x, [p.grad.copy() for p in layer.parameters()]))
+    for out, grad_x, grads in results[1:]:
+        np.testing.assert_allclose(out, results[0][0], rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(grad_x, results[0][1], rtol=1e-13, atol=1e-15)
+        for a, b in zip(grads, results[0][2]):
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)

@@ -82,6 +82,8 @@ class SequenceModel(Module):
 
         With ``input_grad=False`` (training, where the data needs no gradient)
         the recurrent body skips the input-gradient GEMM and None is returned.
+        The body always starts from zero states, so their gradient is never
+        computed.
         """
         if self.kind == "mlp":
             T, N, F = self._shape
@@ -89,15 +91,13 @@ class SequenceModel(Module):
             return None if grad_x is None else grad_x.reshape(N, T, F).transpose(1, 0, 2)
         grad_hidden = self.head.backward(grad_out)
         if self.every_step:
-            grad_x, _ = self.body.backward(grad_hidden, input_grad=input_grad)
+            grad_x, _ = self.body.backward(grad_hidden, input_grad=input_grad, state_grad=False)
             return grad_x
         # The head read h_T of the last layer, which is h_n[-1]: its gradient enters
         # as grad_h_n, cheaper than a (T, N, H) grad_output that is zero but for one step.
         layers, N, H = self.body.num_layers, grad_hidden.shape[0], grad_hidden.shape[1]
         grad_h_n = np.zeros((layers, N, H), dtype=self.dtype)
         grad_h_n[-1] = grad_hidden
-        if self.kind == "lstm":
-            grad_x, _ = self.body.backward(None, (grad_h_n, None), input_grad=input_grad)
-        else:
-            grad_x, _ = self.body.backward(None, grad_h_n, input_grad=input_grad)
+        grad_hx = (grad_h_n, None) if self.kind == "lstm" else grad_h_n
+        grad_x, _ = self.body.backward(None, grad_hx, input_grad=input_grad, state_grad=False)
         return grad_x

@@ -220,35 +220,55 @@ def mlp_training_flops(d: int, sizes: Sequence[int], input_grad: bool = True) ->
     return total if input_grad else total - 2 * d * sizes[0] * sizes[1]
 
 
+def _zero_start_saving(gates, d, hidden_size, num_layers, state_grad=True):
+    """GEMM FLOPs rnnlab skips when every layer starts from zero states (h0 not given).
+
+    Per layer: the first step's h_0 W_hhᵀ and its share of dW_hh (2·d·m·G·m
+    each), and, without ``state_grad``, dL/dh_0 = dpre_1 W_hh (2·d·G·m·m).
+    """
+    one_step = 2 * d * hidden_size * gates * hidden_size
+    return num_layers * one_step * (2 if state_grad else 3)
+
+
 def _recurrent_training(forward_fn, gates, d, T, input_size, hidden_size, num_layers,
-                        input_grad):
+                        input_grad, zero_start=False, state_grad=True):
     total = 3 * forward_fn(d, T, input_size, hidden_size, num_layers).gemm
-    return total if input_grad else total - 2 * T * d * gates * hidden_size * input_size
+    if not input_grad:
+        total -= 2 * T * d * gates * hidden_size * input_size
+    if zero_start:
+        total -= _zero_start_saving(gates, d, hidden_size, num_layers, state_grad)
+    return total
 
 
 def rnn_training_flops(d: int, T: int, input_size: int, hidden_size: int, num_layers: int = 1,
-                       input_grad: bool = True) -> int:
+                       input_grad: bool = True, zero_start: bool = False,
+                       state_grad: bool = True) -> int:
     """GEMM FLOPs of forward + BPTT of the RNN.
 
     = 3 · :func:`rnn_forward_flops`.gemm: per layer the backward holds
     dW_ih = dPreᵀ X and dX = dPre W_ih (2·T·d·i·m each), dW_hh = dPreᵀ H_prev and
     dh_{t-1} = dpre_t W_hh (2·T·d·m·m each). ``input_grad=False`` drops the
-    first layer's dX, 2·T·d·n·m.
+    first layer's dX, 2·T·d·n·m. ``zero_start=True`` counts what rnnlab runs
+    from zero initial states: per layer 2·(2·d·m·m) less (the first step's
+    recurrent product and its dW_hh share), and 2·d·m·m more less without
+    ``state_grad`` (no dL/dh_0).
     """
     return _recurrent_training(rnn_forward_flops, 1, d, T, input_size, hidden_size,
-                               num_layers, input_grad)
+                               num_layers, input_grad, zero_start, state_grad)
 
 
 def lstm_training_flops(d: int, T: int, input_size: int, hidden_size: int, num_layers: int = 1,
-                        input_grad: bool = True) -> int:
+                        input_grad: bool = True, zero_start: bool = False,
+                        state_grad: bool = True) -> int:
     """GEMM FLOPs of forward + BPTT of the LSTM.
 
     = 3 · :func:`lstm_forward_flops`.gemm, the four gates fused: per layer
     dW_ih, dX (2·T·d·i·4m each), dW_hh, dh_{t-1} (2·T·d·m·4m each).
-    ``input_grad=False`` drops the first layer's dX, 2·T·d·n·4m.
+    ``input_grad=False`` drops the first layer's dX, 2·T·d·n·4m; ``zero_start``
+    and ``state_grad`` as in :func:`rnn_training_flops`, with 4m gate rows.
     """
     return _recurrent_training(lstm_forward_flops, 4, d, T, input_size, hidden_size,
-                               num_layers, input_grad)
+                               num_layers, input_grad, zero_start, state_grad)
 
 
 # ------------------------------------------------------------------ memory
@@ -318,24 +338,38 @@ def model_params(model: str, n: int, m: int, T: int, k: int) -> dict[str, int]:
     return {"body": layer, "head": linear_params(m, k)}
 
 
-def model_forward_flops(model: str, d: int, n: int, m: int, T: int, k: int) -> Flops:
-    """Forward FLOPs of a benchmark model on a batch (the loss not included)."""
+def model_forward_flops(model: str, d: int, n: int, m: int, T: int, k: int,
+                        zero_start: bool = False) -> Flops:
+    """Forward FLOPs of a benchmark model on a batch (the loss not included).
+
+    The textbook count by default; ``zero_start=True`` counts what rnnlab runs
+    (the recurrent body starts from zero states and skips h_0 W_hhᵀ).
+    """
     _check_model(model)
     if model == "mlp":
         return mlp_forward_flops(d, _mlp_sizes(n, m, T, k))
     body = (rnn_forward_flops if model == "rnn" else lstm_forward_flops)(d, T, n, m)
+    if zero_start:
+        gates = 4 if model == "lstm" else 1
+        body = Flops(body.gemm - _zero_start_saving(gates, d, m, 1) // 2, body.elementwise)
     return body + linear_forward_flops(d, m, k)
 
 
 def model_training_flops(model: str, d: int, n: int, m: int, T: int, k: int,
-                         input_grad: bool = True) -> int:
+                         input_grad: bool = True, zero_start: bool = False) -> int:
     """GEMM FLOPs of one training step of a benchmark model: 3 × forward GEMMs
-    (minus the first layer's input gradient when ``input_grad`` is False)."""
+    (minus the first layer's input gradient when ``input_grad`` is False).
+
+    The textbook count by default, the same work for rnnlab and torch (the
+    benchmark's FLOP rates use it). ``zero_start=True`` counts what rnnlab
+    runs: the body starts from zero states, so the first step's recurrent
+    product, its dW_hh share and dL/dh_0 are skipped (see :func:`rnn_training_flops`).
+    """
     _check_model(model)
     if model == "mlp":
         return mlp_training_flops(d, _mlp_sizes(n, m, T, k), input_grad)
     body = (rnn_training_flops if model == "rnn" else lstm_training_flops)(
-        d, T, n, m, input_grad=input_grad)
+        d, T, n, m, input_grad=input_grad, zero_start=zero_start, state_grad=not zero_start)
     return body + 3 * linear_forward_flops(d, m, k).gemm
 
 

@@ -15,6 +15,8 @@ Method, for one point:
 
 Inside each traced step the batch is copied in (as a data loader would hand
 it over), so the input counts on both sides: in the minimum and in the peak.
+The step is the timed one (:func:`rnnlab.bench.models.rnnlab_step`): the data
+gets no gradient, as in torch.
 The minimum is :func:`rnnlab.analysis.complexity.model_bptt_memory`.
 """
 
@@ -48,7 +50,7 @@ def step_peak_memory(point: Point, *, seed: int = 0, lr: float = 0.01,
         x = x_source.copy()  # the batch arrives
         opt.zero_grad()
         loss = loss_fn(model(x), y)
-        model.backward(loss_fn.backward())
+        model.backward(loss_fn.backward(), input_grad=False)  # as in the timed step
         opt.step()
         return loss
 

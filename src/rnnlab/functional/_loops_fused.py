@@ -59,7 +59,7 @@ def _finish_gates_and_cell(act, c_prev, c_out):
         c_out[n] = cell
 
 
-def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse):
+def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zero_start=False):
     T, N, G = gates.shape
     H = G // 4
     h_out, h_prev = state_views(h_states, reverse)
@@ -71,24 +71,27 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse):
     weight_hh_t = weight_hh.T * scale
     recur = np.empty((N, G), dtype=gates.dtype)
     o_all = gates[..., 3 * H:]
-    for t in sweep(T, reverse):
+    for k, t in enumerate(sweep(T, reverse)):
         act = gates[t]
-        np.matmul(h_prev[t], weight_hh_t, out=recur)
-        act += recur
+        if k or not zero_start:  # a zero initial state adds nothing
+            np.matmul(h_prev[t], weight_hh_t, out=recur)
+            act += recur
         np.tanh(act, out=act)
         _finish_gates_and_cell(act, c_prev[t], c_out[t])
         np.tanh(c_out[t], out=tanh_c[t])
         np.multiply(o_all[t], tanh_c[t], out=h_out[t])
 
 
-def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse):
+def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse,
+                       last_dh=True):
     T, N, G = gates.shape
     _, c_prev = state_views(c_states, reverse)
     no_grad = np.zeros((1, 1), dtype=gates.dtype)
-    for t in sweep(T, not reverse):  # BPTT runs the sweep backwards
+    for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
         act = gates[t]
         if grad_output is None:
             lstm_gate_gradients(act, tanh_c[t], c_prev[t], no_grad, False, dh, dc)
         else:
             lstm_gate_gradients(act, tanh_c[t], c_prev[t], grad_output[t], True, dh, dc)
-        np.matmul(act, weight_hh, out=dh)
+        if last_dh or k < T - 1:
+            np.matmul(act, weight_hh, out=dh)

@@ -42,14 +42,15 @@ def _matmul_into(a, b, out):
 
 
 @_jit
-def _rnn_forward(states, weight_hh_t, relu, reverse):
+def _rnn_forward(states, weight_hh_t, relu, reverse, zero_start):
     T = states.shape[0] - 1
     N, H = states.shape[1], states.shape[2]
-    recur = np.empty((N, H), dtype=states.dtype)
+    recur = np.zeros((N, H), dtype=states.dtype)
     for step in range(T):
         t = T - 1 - step if reverse else step
         prev, cur = (t + 1, t) if reverse else (t, t + 1)
-        _matmul_into(states[prev], weight_hh_t, recur)  # (N, H)
+        if step > 0 or not zero_start:
+            _matmul_into(states[prev], weight_hh_t, recur)  # (N, H)
         for n in range(N):
             for j in range(H):
                 a = states[cur, n, j] + recur[n, j]
@@ -60,7 +61,8 @@ def _rnn_forward(states, weight_hh_t, relu, reverse):
 
 
 @_jit
-def _rnn_backward(states, weight_hh, grad_output, has_grad_output, dh, d_pre, relu, reverse):
+def _rnn_backward(states, weight_hh, grad_output, has_grad_output, dh, d_pre, relu, reverse,
+                  last_dh):
     T = states.shape[0] - 1
     N, H = states.shape[1], states.shape[2]
     for step in range(T):
@@ -73,18 +75,20 @@ def _rnn_backward(states, weight_hh, grad_output, has_grad_output, dh, d_pre, re
                     g += grad_output[t, n, j]
                 h = states[cur, n, j]
                 d_pre[t, n, j] = g * (1 if h > 0 else 0) if relu else g * (1 - h * h)
-        _matmul_into(d_pre[t], weight_hh, dh)
+        if last_dh or step < T - 1:
+            _matmul_into(d_pre[t], weight_hh, dh)
 
 
 @_jit
-def _lstm_forward(gates, h_states, c_states, tanh_c, weight_hh_t, reverse):
+def _lstm_forward(gates, h_states, c_states, tanh_c, weight_hh_t, reverse, zero_start):
     T, N, G = gates.shape
     H = G // 4
-    recur = np.empty((N, G), dtype=gates.dtype)
+    recur = np.zeros((N, G), dtype=gates.dtype)
     for step in range(T):
         t = T - 1 - step if reverse else step
         prev, cur = (t + 1, t) if reverse else (t, t + 1)
-        _matmul_into(h_states[prev], weight_hh_t, recur)  # (N, 4H)
+        if step > 0 or not zero_start:
+            _matmul_into(h_states[prev], weight_hh_t, recur)  # (N, 4H)
         for n in range(N):
             for j in range(H):
                 i = 1 / (1 + math.exp(-(gates[t, n, j] + recur[n, j])))
@@ -138,7 +142,7 @@ def lstm_gate_gradients(act, tc, c_prev, grad_out, has_grad_out, dh, dc):
 
 @_jit
 def _lstm_backward(gates, c_states, tanh_c, weight_hh, grad_output, has_grad_output, dh, dc,
-                   reverse):
+                   reverse, last_dh):
     T = gates.shape[0]
     for step in range(T):
         t = step if reverse else T - 1 - step  # BPTT runs the sweep backwards
@@ -146,7 +150,8 @@ def _lstm_backward(gates, c_states, tanh_c, weight_hh, grad_output, has_grad_out
         lstm_gate_gradients(gates[t], tanh_c[t], c_states[prev],
                             grad_output[t] if has_grad_output else grad_output[0],
                             has_grad_output, dh, dc)
-        _matmul_into(gates[t], weight_hh, dh)
+        if last_dh or step < T - 1:
+            _matmul_into(gates[t], weight_hh, dh)
 
 
 def _grad_or_dummy(grad_output, like):
@@ -155,19 +160,21 @@ def _grad_or_dummy(grad_output, like):
     return grad_output, True
 
 
-def rnn_forward_loop(states, weight_hh, relu, reverse):
-    _rnn_forward(states, np.ascontiguousarray(weight_hh.T), relu, reverse)
+def rnn_forward_loop(states, weight_hh, relu, reverse, zero_start=False):
+    _rnn_forward(states, np.ascontiguousarray(weight_hh.T), relu, reverse, zero_start)
 
 
-def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse):
+def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True):
     grad_output, has = _grad_or_dummy(grad_output, states)
-    _rnn_backward(states, weight_hh, grad_output, has, dh, d_pre, relu, reverse)
+    _rnn_backward(states, weight_hh, grad_output, has, dh, d_pre, relu, reverse, last_dh)
 
 
-def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse):
-    _lstm_forward(gates, h_states, c_states, tanh_c, np.ascontiguousarray(weight_hh.T), reverse)
+def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zero_start=False):
+    _lstm_forward(gates, h_states, c_states, tanh_c, np.ascontiguousarray(weight_hh.T), reverse,
+                  zero_start)
 
 
-def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse):
+def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse,
+                       last_dh=True):
     grad_output, has = _grad_or_dummy(grad_output, gates)
-    _lstm_backward(gates, c_states, tanh_c, weight_hh, grad_output, has, dh, dc, reverse)
+    _lstm_backward(gates, c_states, tanh_c, weight_hh, grad_output, has, dh, dc, reverse, last_dh)

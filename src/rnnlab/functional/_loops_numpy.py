@@ -38,36 +38,44 @@ def _recurrent_operand(weight_hh, T):
     return np.ascontiguousarray(weight_hh.T) if T > 2 else weight_hh.T
 
 
-def rnn_forward_loop(states, weight_hh, relu, reverse):
+def rnn_forward_loop(states, weight_hh, relu, reverse, zero_start=False):
     """states (T+1, N, H): the initial state at its end, pre_t (input part) in the output slots.
 
-    Leaves h_t = act(pre_t + h_{t-1} W_hhᵀ) in the output slots.
+    Leaves h_t = act(pre_t + h_{t-1} W_hhᵀ) in the output slots. With
+    ``zero_start`` the initial state is zero and the first step skips its GEMM.
     """
     out, prev = state_views(states, reverse)
     weight_hh_t = _recurrent_operand(weight_hh, out.shape[0])  # (H, H)
     recur = np.empty(out.shape[1:], dtype=states.dtype)  # (N, H): h_{t-1} W_hhᵀ
-    for t in sweep(out.shape[0], reverse):
-        np.matmul(prev[t], weight_hh_t, out=recur)
-        out[t] += recur
+    for k, t in enumerate(sweep(out.shape[0], reverse)):
+        if k or not zero_start:
+            np.matmul(prev[t], weight_hh_t, out=recur)
+            out[t] += recur
         if relu:
             np.maximum(out[t], 0, out=out[t])
         else:
             np.tanh(out[t], out=out[t])
 
 
-def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse):
-    """Fill d_pre (T, N, H) with dL/dpre_t; dh (N, H) enters as dL/dh_T, leaves as dL/dh_0."""
+def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True):
+    """Fill d_pre (T, N, H) with dL/dpre_t; dh (N, H) enters as dL/dh_T, leaves as dL/dh_0.
+
+    With ``last_dh=False`` the last GEMM, dL/dh_0, is skipped (nobody needs
+    it) and dh is left holding dL/dh_1.
+    """
     out, _ = state_views(states, reverse)
     if relu:  # act' from the output: 1[h > 0] or 1 - h², for all steps at once
         np.greater(out, 0, out=d_pre)
     else:
         np.multiply(out, out, out=d_pre)
         np.subtract(1, d_pre, out=d_pre)
-    for t in sweep(out.shape[0], not reverse):  # BPTT runs the sweep backwards
+    T = out.shape[0]
+    for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
         if grad_output is not None:
             dh += grad_output[t]
         d_pre[t] *= dh
-        np.matmul(d_pre[t], weight_hh, out=dh)
+        if last_dh or k < T - 1:
+            np.matmul(d_pre[t], weight_hh, out=dh)
 
 
 def _sigmoid_(a):
@@ -78,11 +86,12 @@ def _sigmoid_(a):
     np.reciprocal(a, out=a)
 
 
-def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse):
+def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zero_start=False):
     """gates (T, N, 4H) hold the input part of pre_t and receive [i f g o]_t.
 
     h_states, c_states (T+1, N, H) hold the initial states and receive h_t, c_t;
-    tanh_c (T, N, H) receives tanh(c_t).
+    tanh_c (T, N, H) receives tanh(c_t). With ``zero_start`` the initial h is
+    zero and the first step skips its GEMM.
     """
     T, N, G = gates.shape
     H = G // 4
@@ -95,10 +104,11 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse):
     g_new = np.empty((N, H), dtype=gates.dtype)
     i_g = np.empty((N, H), dtype=gates.dtype)
     with np.errstate(over="ignore"):
-        for t in sweep(T, reverse):
+        for k, t in enumerate(sweep(T, reverse)):
             pre = gates[t]
-            np.matmul(h_prev[t], weight_hh_t, out=recur)
-            pre += recur
+            if k or not zero_start:
+                np.matmul(h_prev[t], weight_hh_t, out=recur)
+                pre += recur
             # σ over the whole block is one call chain; g is taken by tanh first.
             np.tanh(g_all[t], out=g_new)
             _sigmoid_(pre)
@@ -110,10 +120,12 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse):
             np.multiply(o_all[t], tanh_c[t], out=h_out[t])
 
 
-def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse):
+def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse,
+                       last_dh=True):
     """Overwrite gates (T, N, 4H) = [i f g o]_t with dL/dpre_t.
 
-    dh, dc (N, H) enter as dL/dh_T, dL/dc_T and leave as dL/dh_0, dL/dc_0.
+    dh, dc (N, H) enter as dL/dh_T, dL/dc_T and leave as dL/dh_0, dL/dc_0
+    (with ``last_dh=False`` the GEMM of dL/dh_0 is skipped: dh is then stale).
     """
     T, N, G = gates.shape
     H = G // 4
@@ -124,7 +136,7 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
     local = np.empty((N, G), dtype=gates.dtype)  # d[i f g o]_t / dpre_t
     local_g = local[:, 2 * H:3 * H]
     tanh_sq = np.empty((N, H), dtype=gates.dtype)
-    for t in sweep(T, not reverse):  # BPTT runs the sweep backwards
+    for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
         act = gates[t]
         i, f, g, o = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
         if grad_output is not None:
@@ -144,4 +156,5 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
         np.multiply(g, g, out=local_g)
         np.subtract(1, local_g, out=local_g)
         np.multiply(upstream, local, out=act)  # dL/dpre_t replaces the activations
-        np.matmul(act, weight_hh, out=dh)  # dL/dh_{t-1}
+        if last_dh or k < T - 1:
+            np.matmul(act, weight_hh, out=dh)  # dL/dh_{t-1}

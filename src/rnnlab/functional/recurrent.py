@@ -54,7 +54,8 @@ def _input_projection(x, weight_ih, bias_ih, bias_hh, out):
 _NO_OVERWRITE = (False, False, False, False)
 
 
-def _param_grads(d_pre, x, h_prev, has_bias, accumulate=None, overwrite=_NO_OVERWRITE):
+def _param_grads(d_pre, x, h_prev, has_bias, accumulate=None, overwrite=_NO_OVERWRITE,
+                 hh_steps=slice(None)):
     """Weight and bias gradients from the pre-activation gradients of all steps.
 
     d_pre (T, N, G·H), x (T, N, I), h_prev (T, N, H) ->
@@ -65,16 +66,20 @@ def _param_grads(d_pre, x, h_prev, has_bias, accumulate=None, overwrite=_NO_OVER
     full-size temporaries where possible; then None is returned. ``overwrite``
     flags, one for each, mark arrays whose contents stand for zero, to be
     written instead (see :func:`rnnlab.functional.linear.accumulate_outer`).
+    ``hh_steps`` selects the steps whose h_prev may be non-zero: a zero
+    initial state adds nothing to dW_hh, and its rows are left out of the GEMM.
     """
     T, N, GH = d_pre.shape
     d2 = d_pre.reshape(T * N, GH)  # (T·N, G·H)
-    x2, h2 = x.reshape(T * N, -1), h_prev.reshape(T * N, -1)
+    x2 = x.reshape(T * N, -1)
+    d_hh = d_pre[hh_steps].reshape(-1, GH)  # (steps·N, G·H)
+    h_hh = h_prev[hh_steps].reshape(d_hh.shape[0], h_prev.shape[-1])  # (steps·N, H)
     grad_bias = d2.sum(axis=0) if has_bias else None
     if accumulate is None:
-        return outer_sum(d2, x2), outer_sum(d2, h2), grad_bias
+        return outer_sum(d2, x2), outer_sum(d_hh, h_hh), grad_bias
     acc_w_ih, acc_w_hh, acc_b_ih, acc_b_hh = accumulate
     accumulate_outer(acc_w_ih, d2, x2, overwrite[0])
-    accumulate_outer(acc_w_hh, d2, h2, overwrite[1])
+    accumulate_outer(acc_w_hh, d_hh, h_hh, overwrite[1])
     if has_bias:
         add_into(acc_b_ih, grad_bias, overwrite[2])
         add_into(acc_b_hh, grad_bias, overwrite[3])
@@ -93,8 +98,9 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
         pre_t = x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh
         h_t   = act(pre_t)
 
-    Shapes: x (T, N, I) contiguous, h0 (N, H), weight_ih (H, I), weight_hh (H, H),
-    bias_ih/bias_hh (H,) or None.
+    Shapes: x (T, N, I) contiguous, h0 (N, H) or None for zeros, weight_ih (H, I),
+    weight_hh (H, H), bias_ih/bias_hh (H,) or None. A zero start given as None
+    lets the first step skip its recurrent GEMM (and the backward its share of dW_hh).
 
     Returns ``(output, h_n), cache`` with output (T, N, H) (a view into the
     cache: do not write to it) and h_n (N, H).
@@ -105,16 +111,19 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     H = weight_hh.shape[0]
     states = np.empty((T + 1, N, H), dtype=x.dtype)  # h_0 .. h_T in sweep order
     out, prev = _state_views(states, reverse)  # (T, N, H) each
-    states[-1 if reverse else 0] = h0
+    zero_start = h0 is None
+    states[-1 if reverse else 0] = 0 if zero_start else h0
     _input_projection(x, weight_ih, bias_ih, bias_hh, out)  # out holds pre_t for now
-    _loops(N, H, "rnn").rnn_forward_loop(states, weight_hh, nonlinearity == "relu", reverse)
+    _loops(N, H, "rnn").rnn_forward_loop(states, weight_hh, nonlinearity == "relu", reverse,
+                                         zero_start=zero_start)
     h_n = states[0] if reverse else states[T]
-    cache = (x, states, weight_ih, weight_hh, bias_ih is not None, nonlinearity, reverse)
+    cache = (x, states, weight_ih, weight_hh, bias_ih is not None, nonlinearity, reverse,
+             zero_start)
     return (out, h_n), cache
 
 
 def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True, accumulate=None,
-                 overwrite=_NO_OVERWRITE):
+                 overwrite=_NO_OVERWRITE, state_grad=True):
     """Backpropagation through time for :func:`rnn_forward`.
 
     Equations, from t = T down to 1, with dh_T = grad_h_n::
@@ -122,28 +131,72 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True, accumu
         dh_t  += grad_output_t
         dpre_t = dh_t * act'(pre_t)       act' = 1 - h_t² (tanh) or 1[h_t > 0] (relu)
         dh_{t-1} = dpre_t W_hh
-    then, over all steps at once: dx = dpre W_ih, dW_ih = dpreᵀ x,
+    then, over blocks of steps at once: dx = dpre W_ih, dW_ih = dpreᵀ x,
     dW_hh = dpreᵀ h_prev, db_ih = db_hh = Σ dpre.
+
+    Memory: dpre is kept for one block of steps at a time (see
+    :func:`_block_steps`), and each block's weight-gradient GEMMs run as soon
+    as the block is done; so the backward adds a fraction of the forward's
+    (T+1, N, H) states to the peak, not a second buffer of that size.
 
     Shapes: grad_output (T, N, H) or None, grad_h_n (N, H) or None (None = zero).
     Returns ``grad_x (T, N, I), grad_h0 (N, H), (dW_ih, dW_hh, db)`` with db None
-    without bias, and grad_x None when ``input_grad`` is False. With
+    without bias, grad_x None when ``input_grad`` is False and grad_h0 None
+    when ``state_grad`` is False (its GEMM is skipped). With
     ``accumulate`` = (dW_ih, dW_hh, db_ih, db_hh) arrays, the parameter
     gradients are added into them and None takes the place of the triple;
     ``overwrite`` flags (one for each of the four) mark arrays whose contents
     stand for zero, to be written instead of added into.
     """
-    x, states, weight_ih, weight_hh, has_bias, nonlinearity, reverse = cache
-    T, N, _ = x.shape
+    x, states, weight_ih, weight_hh, has_bias, nonlinearity, reverse, zero_start = cache
+    T, N, I = x.shape
     H = weight_hh.shape[0]
-    out, prev = _state_views(states, reverse)
-    d_pre = np.empty((T, N, H), dtype=x.dtype)  # dL/dpre_t
+    loops = _loops(N, H, "rnn")
+    relu = nonlinearity == "relu"
     dh = np.zeros((N, H), dtype=x.dtype) if grad_h_n is None else np.array(grad_h_n, dtype=x.dtype)
-    _loops(N, H, "rnn").rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, nonlinearity == "relu",
-                               reverse)
     # grad_x costs a GEMM as large as the input projection; skip it when nobody needs it.
-    grad_x = (d_pre.reshape(T * N, H) @ weight_ih).reshape(T, N, -1) if input_grad else None
-    return grad_x, dh, _param_grads(d_pre, x, prev, has_bias, accumulate, overwrite)
+    grad_x = np.empty((T, N, I), dtype=x.dtype) if input_grad else None
+    K = _block_steps(T, N * H * x.itemsize)
+    d_pre = np.empty((K, N, H), dtype=x.dtype)  # dL/dpre_t for the steps of one block
+    starts = range(0, T, K)
+    totals = None
+    last_block = starts[-1] if reverse else 0  # the one holding the sweep's first step
+    for a in (starts if reverse else reversed(starts)):  # blocks in BPTT order
+        b = min(a + K, T)
+        block_states, d_block = states[a:b + 1], d_pre[:b - a]  # (b-a+1, N, H), (b-a, N, H)
+        is_last = a == last_block
+        loops.rnn_backward_loop(block_states, weight_hh, None if grad_output is None else grad_output[a:b],
+                                dh, d_block, relu, reverse, last_dh=state_grad or not is_last)
+        if input_grad:
+            np.matmul(d_block.reshape(-1, H), weight_ih, out=grad_x[a:b].reshape(-1, I))
+        _, prev = _state_views(block_states, reverse)
+        part = _param_grads(d_block, x[a:b], prev, has_bias, accumulate, overwrite,
+                            _nonzero_h_prev(zero_start and is_last, reverse))
+        overwrite = _NO_OVERWRITE  # later blocks add to what the first one wrote
+        if part is not None:
+            totals = part if totals is None else tuple(
+                None if t is None else t + p for t, p in zip(totals, part))
+    return grad_x, dh if state_grad else None, totals
+
+
+# A block of BPTT steps keeps its dL/dpre in a buffer of at most this share of the states.
+_BLOCK_SHARE = 8
+# Below this many bytes of dL/dpre for the whole sequence, one block: splitting would only add GEMM calls.
+_BLOCK_MIN_BYTES = 1 << 20
+
+
+def _nonzero_h_prev(zero_start: bool, reverse: bool) -> slice:
+    """The steps (of a block holding the sweep's first step) whose h_prev is not the zero start."""
+    if not zero_start:
+        return slice(None)
+    return slice(None, -1) if reverse else slice(1, None)
+
+
+def _block_steps(T: int, step_bytes: int) -> int:
+    """Steps per block of the RNN backward: all T while dL/dpre is small, else ⌈T/8⌉."""
+    if T * step_bytes < _BLOCK_MIN_BYTES:
+        return T
+    return -(-T // _BLOCK_SHARE)
 
 
 # -------------------------------------------------------------------------- LSTM
@@ -160,8 +213,9 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
         c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
         h_t = o_t ⊙ tanh(c_t)
 
-    Shapes: x (T, N, I) contiguous, h0 and c0 (N, H), weight_ih (4H, I),
-    weight_hh (4H, H), bias_ih/bias_hh (4H,) or None.
+    Shapes: x (T, N, I) contiguous, h0 and c0 (N, H) or None for zeros,
+    weight_ih (4H, I), weight_hh (4H, H), bias_ih/bias_hh (4H,) or None. A zero
+    h0 given as None lets the first step skip its recurrent GEMM.
 
     Returns ``(output, h_n, c_n), cache``: output (T, N, H) (a view into the
     cache: do not write to it), h_n and c_n (N, H).
@@ -174,19 +228,21 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
     c_states = np.empty((T + 1, N, H), dtype=dtype)
     tanh_c = np.empty((T, N, H), dtype=dtype)
     first = -1 if reverse else 0
-    h_states[first] = h0
-    c_states[first] = c0
+    zero_start = h0 is None
+    h_states[first] = 0 if zero_start else h0
+    c_states[first] = 0 if c0 is None else c0
     _input_projection(x, weight_ih, bias_ih, bias_hh, gates)
-    _loops(N, H, "lstm").lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse)
+    _loops(N, H, "lstm").lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse,
+                                           zero_start=zero_start)
     h_out, _ = _state_views(h_states, reverse)
     last = 0 if reverse else T
     cache = (x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh,
-             bias_ih is not None, reverse)
+             bias_ih is not None, reverse, zero_start)
     return (h_out, h_states[last], c_states[last]), cache
 
 
 def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None, input_grad=True,
-                  accumulate=None, overwrite=_NO_OVERWRITE):
+                  accumulate=None, overwrite=_NO_OVERWRITE, state_grad=True):
     """Backpropagation through time for :func:`lstm_forward`. Consumes the cache.
 
     Equations, from t = T down to 1, with dh_T = grad_h_n and dc_T = grad_c_n::
@@ -203,16 +259,22 @@ def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None, input_g
 
     Shapes: grad_output (T, N, H) or None; grad_h_n, grad_c_n (N, H) or None.
     Returns ``grad_x (T, N, I), grad_h0 (N, H), grad_c0 (N, H), (dW_ih, dW_hh, db)``,
-    with grad_x None when ``input_grad`` is False; ``accumulate`` and ``overwrite`` as in :func:`rnn_backward`.
+    with grad_x None when ``input_grad`` is False, grad_h0 and grad_c0 None when
+    ``state_grad`` is False; ``accumulate`` and ``overwrite`` as in :func:`rnn_backward`.
     """
-    x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh, has_bias, reverse = cache
+    x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh, has_bias, reverse, zero_start = cache
     T, N, _ = x.shape
     H = weight_hh.shape[1]
     dtype = x.dtype
     _, h_prev = _state_views(h_states, reverse)
     dh = np.zeros((N, H), dtype=dtype) if grad_h_n is None else np.array(grad_h_n, dtype=dtype)
     dc = np.zeros((N, H), dtype=dtype) if grad_c_n is None else np.array(grad_c_n, dtype=dtype)
-    _loops(N, H, "lstm").lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse)
+    _loops(N, H, "lstm").lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc,
+                                            reverse, last_dh=state_grad)
     d_pre = gates
     grad_x = (d_pre.reshape(T * N, 4 * H) @ weight_ih).reshape(T, N, -1) if input_grad else None
-    return grad_x, dh, dc, _param_grads(d_pre, x, h_prev, has_bias, accumulate, overwrite)
+    grads = _param_grads(d_pre, x, h_prev, has_bias, accumulate, overwrite,
+                         _nonzero_h_prev(zero_start, reverse))
+    if not state_grad:
+        return grad_x, None, None, grads
+    return grad_x, dh, dc, grads

@@ -52,8 +52,9 @@ class _RecurrentBase(Module):
                                         nonlinearity=self.nonlinearity, reverse=reverse)
         return out, (h_n,), cache
 
-    def _run_backward(self, cache, grad_out, grad_states, suffix, input_grad=True):
-        """Backward of one layer and direction; adds parameter grads. Returns (grad_x, grad_states)."""
+    def _run_backward(self, cache, grad_out, grad_states, suffix, input_grad=True, state_grad=True):
+        """Backward of one layer and direction; adds parameter grads. Returns (grad_x, grad_states),
+        grad_states entries None when ``state_grad`` is False."""
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         params = tuple(getattr(self, n + suffix) if self.bias or n.startswith("weight") else None
                        for n in names)
@@ -61,12 +62,12 @@ class _RecurrentBase(Module):
             if self.mode == "LSTM":
                 grad_x, grad_h0, grad_c0, _ = lstm_backward(
                     cache, grad_out, *grad_states, input_grad=input_grad,
-                    accumulate=accumulate, overwrite=overwrite)
+                    accumulate=accumulate, overwrite=overwrite, state_grad=state_grad)
                 grad_states = (grad_h0, grad_c0)
             else:
                 grad_x, grad_h0, _ = rnn_backward(cache, grad_out, grad_states[0],
                                                   input_grad=input_grad, accumulate=accumulate,
-                                                  overwrite=overwrite)
+                                                  overwrite=overwrite, state_grad=state_grad)
                 grad_states = (grad_h0,)
         return grad_x, grad_states
 
@@ -112,11 +113,15 @@ class _SequenceLayer(_RecurrentBase):
 
     # -------------------------------------------------------------- forward
     def _check_states(self, hx, batched, N):
-        """Validate h0 (and c0) -> tuple of (L·D, N, H) arrays, zeros when hx is None."""
+        """Validate h0 (and c0) -> tuple of (L·D, N, H) arrays, or of None when hx is None.
+
+        None stands for zero states: the functional layer then skips the
+        first step's recurrent GEMM, whose product would be zero.
+        """
         L_D, H = self.num_layers * self.num_directions, self.hidden_size
         shape = (L_D, N, H) if batched else (L_D, H)
         if hx is None:
-            return tuple(np.zeros((L_D, N, H), dtype=self.dtype) for _ in range(self._n_states))
+            return (None,) * self._n_states
         if self.mode == "LSTM":
             if not (isinstance(hx, tuple) and len(hx) == 2):
                 raise TypeError(f"LSTM hx: expected a tuple (h0, c0), got {type(hx).__name__}")
@@ -151,8 +156,8 @@ class _SequenceLayer(_RecurrentBase):
             for direction in range(D):
                 index = layer * D + direction
                 out, final, cache = self._run_forward(
-                    layer_input, tuple(s[index] for s in states), self._suffixes[index],
-                    reverse=direction == 1)
+                    layer_input, tuple(None if s is None else s[index] for s in states),
+                    self._suffixes[index], reverse=direction == 1)
                 outputs.append(out)
                 caches.append(cache)
                 for k, f in enumerate(final):
@@ -169,8 +174,11 @@ class _SequenceLayer(_RecurrentBase):
         return output, finals
 
     # -------------------------------------------------------------- backward
-    def _backward(self, grad_output, grad_states, input_grad=True):
-        """grad_output like the output or None; grad_states a tuple like the final states (entries may be None)."""
+    def _backward(self, grad_output, grad_states, input_grad=True, state_grad=True):
+        """grad_output like the output or None; grad_states a tuple like the final states (entries may be None).
+
+        Returns (grad_x, tuple of initial-state gradients), the tuple None when ``state_grad`` is False.
+        """
         require_cache(self._cache, self)
         caches, batched, seq_shape = self._cache
         name = type(self).__name__
@@ -195,7 +203,8 @@ class _SequenceLayer(_RecurrentBase):
             checked.append(g)
         self._cache = None  # the LSTM backward consumes its buffers
 
-        grad_initial = [np.empty((L_D, N, H), dtype=self.dtype) for _ in grad_states]
+        grad_initial = [np.empty((L_D, N, H), dtype=self.dtype) for _ in grad_states] if state_grad \
+            else None
         grad_layer_out = grad_output
         for layer in reversed(range(self.num_layers)):
             grad_x = None
@@ -206,21 +215,24 @@ class _SequenceLayer(_RecurrentBase):
                 gx, g_init = self._run_backward(
                     caches[index], grad_out_dir,
                     tuple(None if g is None else g[index] for g in checked),
-                    self._suffixes[index], input_grad=input_grad or layer > 0)
-                for k, g in enumerate(g_init):
+                    self._suffixes[index], input_grad=input_grad or layer > 0,
+                    state_grad=state_grad)
+                for k, g in enumerate(g_init if state_grad else ()):
                     grad_initial[k][index] = g
                 grad_x = gx if grad_x is None else grad_x + gx
             grad_layer_out = grad_x  # (T, N, input of this layer)
 
         grad_x = grad_layer_out  # None when input_grad is False
-        if not batched:
+        if not state_grad:
+            grad_initial = None
+        elif not batched:
             grad_initial = [g[:, 0, :] for g in grad_initial]
         if grad_x is not None:
             if not batched:
                 grad_x = grad_x[:, 0, :]
             elif self.batch_first:
                 grad_x = grad_x.transpose(1, 0, 2)
-        return grad_x, tuple(grad_initial)
+        return grad_x, None if grad_initial is None else tuple(grad_initial)
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -269,15 +281,16 @@ class RNN(_SequenceLayer):
         output, (h_n,) = super().forward(x, h0)
         return output, h_n
 
-    def backward(self, grad_output, grad_h_n=None, *, input_grad=True):
+    def backward(self, grad_output, grad_h_n=None, *, input_grad=True, state_grad=True):
         """(grad_output, grad_h_n) -> (grad_x, grad_h0); None means a zero gradient.
 
         Adds every parameter gradient into ``param.grad``. With
         ``input_grad=False`` grad_x is None and its GEMM is skipped (as torch
-        skips it for an input that does not require grad).
+        skips it for an input that does not require grad); with
+        ``state_grad=False`` the same holds for grad_h0.
         """
-        grad_x, (grad_h0,) = self._backward(grad_output, (grad_h_n,), input_grad)
-        return grad_x, grad_h0
+        grad_x, grad_states = self._backward(grad_output, (grad_h_n,), input_grad, state_grad)
+        return grad_x, None if grad_states is None else grad_states[0]
 
 
 class LSTM(_SequenceLayer):
@@ -312,20 +325,21 @@ class LSTM(_SequenceLayer):
         output, (h_n, c_n) = super().forward(x, hx)
         return output, (h_n, c_n)
 
-    def backward(self, grad_output, grad_hx=None, *, input_grad=True):
+    def backward(self, grad_output, grad_hx=None, *, input_grad=True, state_grad=True):
         """(grad_output, (grad_h_n, grad_c_n)) -> (grad_x, (grad_h0, grad_c0)).
 
         ``grad_hx`` or either of its entries may be None (zero). Adds every
         parameter gradient into ``param.grad``. With ``input_grad=False``
-        grad_x is None and its GEMM is skipped.
+        grad_x is None and its GEMM is skipped; with ``state_grad=False``
+        (grad_h0, grad_c0) is None and the last step's dh GEMM is skipped.
         """
         if grad_hx is None:
             grad_hx = (None, None)
         elif not (isinstance(grad_hx, tuple) and len(grad_hx) == 2):
             raise TypeError(f"LSTM grad_hx: expected a tuple (grad_h_n, grad_c_n) or None, "
                             f"got {type(grad_hx).__name__}")
-        grad_x, (grad_h0, grad_c0) = self._backward(grad_output, grad_hx, input_grad)
-        return grad_x, (grad_h0, grad_c0)
+        grad_x, grad_states = self._backward(grad_output, grad_hx, input_grad, state_grad)
+        return grad_x, grad_states
 
 
 # --------------------------------------------------------------------- cells
