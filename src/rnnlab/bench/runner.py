@@ -200,18 +200,17 @@ def _time_point(point: Point, config: BenchConfig, with_torch: bool, settle: flo
     finally:
         if gc_was_enabled:
             gc.enable()
-    flops = model_training_flops(point.model, point.d, point.n, point.m, point.T, point.k)
+    shape = (point.model, point.d, point.n, point.m, point.T, point.k)
     row = {**point.as_dict(),
            "loops": None if point.model == "mlp" else loops_for(point.d, point.m),
            "params": sum(model_params(point.model, point.n, point.m, point.T, point.k).values()),
-           "flops": flops,
-           "flops_min": model_training_flops(point.model, point.d, point.n, point.m, point.T,
-                                             point.k, input_grad=False)}
-    # Each side's GFLOP/s counts the GEMM work it does: rnnlab computes the gradient of
-    # the data (its backward returns grad_x), torch does not (the data needs no grad).
-    sides = [("rnnlab", samples[0], row["flops"])]
+           "flops": model_training_flops(*shape, input_grad=False),
+           "flops_rnnlab": model_training_flops(*shape, input_grad=False, zero_start=True)}
+    # Each side's GFLOP/s counts the GEMM work it does. Neither computes the gradient
+    # of the data; rnnlab also skips the products with the zero initial state.
+    sides = [("rnnlab", samples[0], row["flops_rnnlab"])]
     if with_torch:
-        sides.append(("torch", samples[1], row["flops_min"]))
+        sides.append(("torch", samples[1], row["flops"]))
     for side, times, side_flops in sides:
         stats = summarize(times)
         row[f"{side}_median_s"] = stats.median
@@ -338,10 +337,11 @@ def run_timing(config: BenchConfig, *, console=None, progress: bool = True,
                                   "threads stop spinning) and, for steps shorter than settle_s, "
                                   "one untimed step that wakes its own threads")},
         "loadavg_end": loadavg(),
-        "flops_note": "GEMM FLOPs of a training step (rnnlab.analysis.complexity): 'flops' as "
-                      "rnnlab computes them (forward + backward, with the gradient of the data), "
-                      "'flops_min' without the gradient of the data, as torch computes them; "
-                      "each side's GFLOP/s and share of the peak use its own count",
+        "flops_note": "GEMM FLOPs of a training step (rnnlab.analysis.complexity), forward + "
+                      "backward without the gradient of the data: 'flops' the textbook count, "
+                      "as torch computes them; 'flops_rnnlab' what rnnlab runs (the recurrent "
+                      "models skip the products with their zero initial state); each side's "
+                      "GFLOP/s and share of the peak use its own count",
         "torch_note": None if with_torch else "torch not used: rnnlab timed alone",
         "points": rows,
         "summary": summarize_ratios(rows, peak),
