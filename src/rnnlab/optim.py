@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from rnnlab.functional.backend import lazy_kernel
 from rnnlab.nn.module import Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "clip_grad_norm_"]
@@ -376,38 +377,31 @@ class SGD(Optimizer):
         return loss
 
 
-_FUSED_SGD = []
+def _build_fused_sgd():
+    """The compiled one-pass SGD update (see :data:`_fused_sgd_kernel`)."""
+    import numba
+
+    @numba.njit(cache=True, nogil=True)
+    def sgd_update(d, g, buf, lr, momentum, keep, weight_decay, nesterov):
+        for i in range(d.size):
+            gi = g[i]
+            if weight_decay != 0:
+                gi = gi + weight_decay * d[i]
+            if momentum != 0:
+                b = momentum * buf[i] + keep * gi
+                buf[i] = b
+                gi = gi + momentum * b if nesterov else b
+            d[i] = d[i] - lr * gi
+
+    return sgd_update
 
 
-def _fused_sgd_kernel():
-    """The compiled one-pass SGD update when numba is installed (and allowed), else None.
-
-    It runs the same update as the NumPy code below, element by element:
-    ``g += wd*p; buf = m*buf + (1-dampening)*g; g = g + m*buf (nesterov) or buf; p -= lr*g``,
-    with momentum 0 as plain ``p -= lr*g``. It is not used for the first
-    momentum step, which creates the buffer.
-    """
-    from .functional.backend import get_backend, numba_available
-
-    if get_backend() == "numpy" or not numba_available():
-        return None
-    if not _FUSED_SGD:
-        import numba
-
-        @numba.njit(cache=True, nogil=True)
-        def sgd_update(d, g, buf, lr, momentum, keep, weight_decay, nesterov):
-            for i in range(d.size):
-                gi = g[i]
-                if weight_decay != 0:
-                    gi = gi + weight_decay * d[i]
-                if momentum != 0:
-                    b = momentum * buf[i] + keep * gi
-                    buf[i] = b
-                    gi = gi + momentum * b if nesterov else b
-                d[i] = d[i] - lr * gi
-
-        _FUSED_SGD.append(sgd_update)
-    return _FUSED_SGD[0]
+# The compiled one-pass SGD update when numba is installed (and allowed), else None.
+# It runs the same update as the NumPy code of SGD.step, element by element:
+# g += wd*p; buf = m*buf + (1-dampening)*g; g = g + m*buf (nesterov) or buf; p -= lr*g,
+# with momentum 0 as plain p -= lr*g. It is not used for the first momentum step,
+# which creates the buffer.
+_fused_sgd_kernel = lazy_kernel(_build_fused_sgd)
 
 
 # ---------------------------------------------------------------- Adam

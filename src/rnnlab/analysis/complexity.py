@@ -220,14 +220,20 @@ def mlp_training_flops(d: int, sizes: Sequence[int], input_grad: bool = True) ->
     return total if input_grad else total - 2 * d * sizes[0] * sizes[1]
 
 
-def _zero_start_saving(gates, d, hidden_size, num_layers, state_grad=True):
-    """GEMM FLOPs rnnlab skips when every layer starts from zero states (h0 not given).
+def _one_recurrent_product(gates, d, hidden_size):
+    """GEMM FLOPs of one step's recurrent product, (d, m) · (m, G·m), or of its
+    dW_hh term or its dh GEMM, which have the same size."""
+    return 2 * d * hidden_size * gates * hidden_size
 
-    Per layer: the first step's h_0 W_hhᵀ and its share of dW_hh (2·d·m·G·m
-    each), and, without ``state_grad``, dL/dh_0 = dpre_1 W_hh (2·d·G·m·m).
+
+def _zero_start_saving(gates, d, hidden_size, num_layers, state_grad=True):
+    """GEMM FLOPs of a training step that rnnlab skips when every layer starts
+    from zero states (h0 not given).
+
+    Per layer: the first step's h_0 W_hhᵀ and its share of dW_hh, and, without
+    ``state_grad``, dL/dh_0 = dpre_1 W_hh: one recurrent product each.
     """
-    one_step = 2 * d * hidden_size * gates * hidden_size
-    return num_layers * one_step * (2 if state_grad else 3)
+    return num_layers * _one_recurrent_product(gates, d, hidden_size) * (2 if state_grad else 3)
 
 
 def _recurrent_training(forward_fn, gates, d, T, input_size, hidden_size, num_layers,
@@ -351,7 +357,7 @@ def model_forward_flops(model: str, d: int, n: int, m: int, T: int, k: int,
     body = (rnn_forward_flops if model == "rnn" else lstm_forward_flops)(d, T, n, m)
     if zero_start:
         gates = 4 if model == "lstm" else 1
-        body = Flops(body.gemm - _zero_start_saving(gates, d, m, 1) // 2, body.elementwise)
+        body = Flops(body.gemm - _one_recurrent_product(gates, d, m), body.elementwise)
     return body + linear_forward_flops(d, m, k)
 
 

@@ -13,31 +13,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import get_backend, numba_available
-
-_KERNEL = []
+from .backend import lazy_kernel
 
 
-def _kernel():
-    """The compiled kernel, or None when numba is absent or not allowed."""
-    if get_backend() == "numpy" or not numba_available():
-        return None
-    if not _KERNEL:
-        import numba
+def _build():
+    import numba
 
-        @numba.njit(cache=True, nogil=True, error_model="numpy")
-        def outer_into(a, b, grad, add):
-            for i in range(a.shape[0]):
-                a_i, row = a[i], grad[i]
-                if add:
-                    for j in range(b.shape[0]):
-                        row[j] += a_i * b[j]
-                else:
-                    for j in range(b.shape[0]):
-                        row[j] = a_i * b[j]
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def outer_into(a, b, grad, add):
+        for i in range(a.shape[0]):
+            a_i, row = a[i], grad[i]
+            if add:
+                for j in range(b.shape[0]):
+                    row[j] += a_i * b[j]
+            else:
+                for j in range(b.shape[0]):
+                    row[j] = a_i * b[j]
 
-        _KERNEL.append(outer_into)
-    return _KERNEL[0]
+    return outer_into
+
+
+_kernel = lazy_kernel(_build)
 
 
 def outer_into(grad: np.ndarray, a: np.ndarray, b: np.ndarray, add: bool) -> None:

@@ -68,6 +68,23 @@ def loops_for(batch: int, hidden: int, cell: str = "lstm") -> str:
     return choice
 
 
+def lazy_kernel(build):
+    """A getter for a compiled helper kernel: ``build()`` (which imports numba and
+    returns the jitted function) runs on first use; the getter returns None when
+    numba is absent or the backend is "numpy", so the caller takes its NumPy path.
+    """
+    built = []
+
+    def get():
+        if _current == "numpy" or not numba_available():
+            return None
+        if not built:
+            built.append(build())
+        return built[0]
+
+    return get
+
+
 def set_backend(name: str) -> None:
     """Choose the backend for every later forward and backward."""
     global _current

@@ -223,9 +223,7 @@ class _SequenceLayer(_RecurrentBase):
             grad_layer_out = grad_x  # (T, N, input of this layer)
 
         grad_x = grad_layer_out  # None when input_grad is False
-        if not state_grad:
-            grad_initial = None
-        elif not batched:
+        if state_grad and not batched:
             grad_initial = [g[:, 0, :] for g in grad_initial]
         if grad_x is not None:
             if not batched:
