@@ -441,3 +441,21 @@ def test_zero_start_and_no_state_grad_change_nothing_else(backend, kind, T):
         np.testing.assert_allclose(grad_x, results[0][1], rtol=1e-13, atol=1e-15)
         for a, b in zip(grads, results[0][2]):
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_rank1_weight_gradient_writes_and_adds(backend, dtype, contiguous):
+    """The batch-of-one weight gradient (compiled or NumPy) against np.outer, written and added."""
+    from rnnlab.functional.linear import accumulate_outer
+
+    rng = np.random.default_rng(47)
+    a, b = rng.standard_normal((1, 7)).astype(dtype), rng.standard_normal((1, 5)).astype(dtype)
+    start = rng.standard_normal((7, 5)).astype(dtype)
+    grad = start.copy() if contiguous else np.asfortranarray(start)
+    expected = np.outer(a[0], b[0])
+    tol = dict(rtol=1e-6 if dtype == np.float32 else 1e-15, atol=0)
+    accumulate_outer(grad, a, b, overwrite=False)  # adds into the non-zero start
+    np.testing.assert_allclose(grad, start + expected, **tol)
+    accumulate_outer(grad, a, b, overwrite=True)  # the stale contents are replaced
+    np.testing.assert_allclose(grad, expected, **tol)
