@@ -41,14 +41,21 @@ def _loops(batch, hidden, cell):
     return _loops_numpy
 
 
-def _input_projection(x, weight_ih, bias_ih, bias_hh, out):
-    """out (T, N, G·H) = x (T, N, I) · W_ihᵀ + b_ih + b_hh, as one GEMM for all steps."""
+def _input_projection(x, weight_ih, bias_ih, bias_hh, out, row_scale=None):
+    """out (T, N, G·H) = x (T, N, I) · W_ihᵀ + b_ih + b_hh, as one GEMM for all steps.
+
+    The two biases are added as one vector (one pass over out, not two).
+    ``row_scale`` (G·H,), if given, multiplies each row of W_ih and of the bias
+    first, which scales the result at the cost of a pass over W_ih, not over out.
+    """
     T, N, I = x.shape
+    bias = bias_ih if bias_hh is None else bias_hh if bias_ih is None else bias_ih + bias_hh
+    if row_scale is not None:
+        weight_ih = weight_ih * row_scale[:, None]  # (G·H, I)
+        bias = None if bias is None else bias * row_scale
     np.matmul(x.reshape(T * N, I), weight_ih.T, out=out.reshape(T * N, -1))
-    if bias_ih is not None:
-        out += bias_ih
-    if bias_hh is not None:
-        out += bias_hh
+    if bias is not None:
+        out += bias
 
 
 _NO_OVERWRITE = (False, False, False, False)
@@ -231,9 +238,13 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
     zero_start = h0 is None
     h_states[first] = 0 if zero_start else h0
     c_states[first] = 0 if c0 is None else c0
-    _input_projection(x, weight_ih, bias_ih, bias_hh, gates)
-    _loops(N, H, "lstm").lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse,
-                                           zero_start=zero_start)
+    loops = _loops(N, H, "lstm")
+    # The fused loops take σ(x) as (1 + tanh(x/2))/2 and want the ½ in the input part.
+    row_scale = getattr(loops, "input_row_scale", None)
+    _input_projection(x, weight_ih, bias_ih, bias_hh, gates,
+                      None if row_scale is None else row_scale(4 * H, dtype))
+    loops.lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse,
+                            zero_start=zero_start)
     h_out, _ = _state_views(h_states, reverse)
     last = 0 if reverse else T
     cache = (x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh,
