@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 
+from .allocator import reuse_freed_memory
 from .commands import CommandError
 
 # name -> module; the order is the order of `rnnlab --help`.
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    reuse_freed_memory()  # steps reuse their buffers instead of page-faulting (see allocator.py)
     try:
         return int(args.run(args) or 0)
     except CommandError as exc:
