@@ -459,3 +459,29 @@ def test_rank1_weight_gradient_writes_and_adds(backend, dtype, contiguous):
     np.testing.assert_allclose(grad, start + expected, **tol)
     accumulate_outer(grad, a, b, overwrite=True)  # the stale contents are replaced
     np.testing.assert_allclose(grad, expected, **tol)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+def test_backward_runs_with_the_loops_of_its_forward(backend, kind):
+    """Changing the backend between forward and backward changes nothing: the backward
+    reads the forward's buffers as its own loops wrote them (the fused LSTM loops keep
+    tanh(pre/2) of the i, f, o gates, not σ)."""
+    from rnnlab.functional.backend import BACKENDS, numba_available, use_backend
+    rng = np.random.default_rng(59)
+    cls = nn.LSTM if kind == "lstm" else nn.RNN
+    layer = cls(3, 5, num_layers=2, bidirectional=True, dtype=np.float64, rng=rng)
+    _randomize_biases(layer, rng)
+    x = rng.standard_normal((4, 3, 3))
+    g = rng.standard_normal((4, 3, 10))
+    layer.zero_grad()
+    layer(x)
+    expected = layer.backward(g)[0], [p.grad.copy() for p in layer.parameters()]
+    others = [b for b in BACKENDS if b not in ("auto", backend)] if numba_available() else []
+    for other in others:
+        layer.zero_grad()
+        layer(x)
+        with use_backend(other):
+            grad_x = layer.backward(g)[0]
+        np.testing.assert_allclose(grad_x, expected[0], rtol=1e-13, atol=1e-15, err_msg=other)
+        for p, want in zip(layer.parameters(), expected[1]):
+            np.testing.assert_allclose(p.grad, want, rtol=1e-13, atol=1e-15, err_msg=other)

@@ -1,17 +1,26 @@
-"""Per-step loops for large steps: NumPy's BLAS and SIMD ufuncs, plus one fused numba pass.
+"""Per-step loops for large steps: NumPy's BLAS and SIMD ufuncs, plus small fused numba passes.
 
 For a step of many units (batch × hidden above a few hundred) the compiled
 whole-loop kernels of :mod:`._loops_numba` lose: numba's scalar exp/tanh are
 not vectorised here, while NumPy's are, and NumPy's BLAS uses every core. The
 NumPy reference, though, spends a dozen passes over memory per step. This
-module keeps what each does best:
+module keeps what each does best.
 
-- forward, per step: the recurrent GEMM (NumPy), then ``tanh`` over all four
-  gates in one SIMD pass, using σ(x) = (1 + tanh(x/2)) / 2 with the ½ folded
-  into the i, f, o rows of the pre-activations; then one fused numba pass
-  that finishes σ and computes c; then ``tanh(c)`` and ``h = o ⊙ tanh(c)``;
-- backward, per step: one fused numba pass (no transcendental functions, so
-  it vectorises) for all the gate gradients and dc, then the dh GEMM (NumPy).
+σ is taken as σ(x) = (1 + tanh(x/2)) / 2, so that one SIMD ``tanh`` serves all
+four gates: the ½ is folded into the i, f, o rows of W_ih, W_hh and the bias.
+The gate buffer then keeps the *half-angle* values τ = tanh(pre/2) of the
+i, f, o gates (and g itself), [τ_i, τ_f, g, τ_o], and every kernel reads
+σ = ½ + ½τ and σ' = σ(1 - σ) = ¼(1 - τ²) from them. Nothing is written back to
+turn τ into σ: that in-place pass cost 3-4x the rest of a step's compiled work.
+
+- forward, per step: the recurrent GEMM, one add, ``tanh`` over all four
+  gates, one compiled pass for c = f ⊙ c_prev + i ⊙ g, ``tanh(c)``, and one
+  compiled pass for h = o ⊙ tanh(c);
+- backward, per step: one compiled pass (no transcendental functions, so it
+  vectorises) for all the gate gradients and dc, then the dh GEMM.
+
+A cache written by these loops must be backpropagated by them (the gate buffer
+holds τ, not σ); :mod:`.recurrent` keeps the loops with the cache.
 
 The RNN step is already three NumPy calls, so the RNN uses the NumPy loops.
 """
@@ -20,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._loops_numba import _jit, lstm_gate_gradients
+from ._loops_numba import _jit
 from ._loops_numpy import rnn_backward_loop, rnn_forward_loop, state_views, sweep
 
 __all__ = ["rnn_forward_loop", "rnn_backward_loop", "lstm_forward_loop", "lstm_backward_loop",
@@ -41,63 +50,99 @@ def input_row_scale(G, dtype):
 
 
 @_jit
-def _finish_gates_and_cell(act, c_prev, c_out):
-    """act (N, 4H) = [tanh(pre_i/2), tanh(pre_f/2), g, tanh(pre_o/2)] -> [i, f, g, o]; c_out = f c_prev + i g.
+def _cell(act, c_prev, c_out, half):
+    """c_out (N, H) = f ⊙ c_prev + i ⊙ g, from act (N, 4H) = [τ_i, τ_f, g, τ_o]."""
+    N, G = act.shape
+    H = G // 4
+    for n in range(N):
+        a, cp_n, c_n = act[n], c_prev[n], c_out[n]
+        for j in range(H):
+            c_n[j] = (half + half * a[H + j]) * cp_n[j] + (half + half * a[j]) * a[2 * H + j]
 
-    Rows go through local buffers so that the loop vectorises (see lstm_gate_gradients).
+
+@_jit
+def _hidden(act, tanh_c, h, half):
+    """h (N, H) = o ⊙ tanh(c), from act (N, 4H) = [τ_i, τ_f, g, τ_o] and tanh_c (N, H)."""
+    N, G = act.shape
+    H = G // 4
+    for n in range(N):
+        a, tc_n, h_n = act[n], tanh_c[n], h[n]
+        for j in range(H):
+            h_n[j] = (half + half * a[3 * H + j]) * tc_n[j]
+
+
+@_jit
+def _gate_gradients(act, tanh_c, c_prev, grad_out, has_grad_out, dh, dc, half):
+    """One step of the LSTM backward: act (N, 4H) = [τ_i, τ_f, g, τ_o] becomes dL/dpre.
+
+    dh (N, H) is dL/dh_t without grad_out; dc (N, H) enters as dL/dc_t and
+    leaves as dL/dc_{t-1}. Equations in recurrent.lstm_backward, with
+    σ = ½ + ½τ and σ(1 - σ) = ¼(1 - τ²). ``half`` is ½ in the arrays' dtype
+    (a float literal would make float32 kernels compute in float64).
+
+    Each row is computed into local buffers and copied back: with the stores
+    going to memory nothing else points to, the loop vectorises (2x faster).
     """
     N, G = act.shape
     H = G // 4
-    gates = np.empty(G, dtype=act.dtype)
-    cell = np.empty(H, dtype=act.dtype)
+    one = half + half
+    quarter = half * half
+    d_pre = np.empty(G, dtype=act.dtype)
+    d_c_prev = np.empty(H, dtype=act.dtype)
     for n in range(N):
-        a, cp_n = act[n], c_prev[n]
+        a, tc_n, cp_n, dh_n, dc_n = act[n], tanh_c[n], c_prev[n], dh[n], dc[n]
+        go_n = grad_out[n] if has_grad_out else grad_out[0]
         for j in range(H):
-            i = 0.5 + 0.5 * a[j]
-            f = 0.5 + 0.5 * a[H + j]
+            d_h = dh_n[j] + go_n[j] if has_grad_out else dh_n[j]
+            t_i = a[j]
+            t_f = a[H + j]
             g = a[2 * H + j]
-            gates[j] = i
-            gates[H + j] = f
-            gates[2 * H + j] = g
-            gates[3 * H + j] = 0.5 + 0.5 * a[3 * H + j]
-            cell[j] = f * cp_n[j] + i * g
-        a[:] = gates
-        c_out[n] = cell
+            t_o = a[3 * H + j]
+            t = tc_n[j]
+            d_c = dc_n[j] + d_h * (half + half * t_o) * (one - t * t)
+            d_pre[j] = d_c * g * quarter * (one - t_i * t_i)
+            d_pre[H + j] = d_c * cp_n[j] * quarter * (one - t_f * t_f)
+            d_pre[2 * H + j] = d_c * (half + half * t_i) * (one - g * g)
+            d_pre[3 * H + j] = d_h * t * quarter * (one - t_o * t_o)
+            d_c_prev[j] = d_c * (half + half * t_f)
+        a[:] = d_pre
+        dc_n[:] = d_c_prev
 
 
 def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zero_start=False):
     """As the NumPy loops, but gates (T, N, 4H) arrive with the i, f, o rows of their
-    input part halved (see :func:`input_row_scale`)."""
+    input part halved (see :func:`input_row_scale`), and receive [τ_i, τ_f, g, τ_o]_t."""
     T, N, G = gates.shape
-    H = G // 4
     h_out, h_prev = state_views(h_states, reverse)
     c_out, c_prev = state_views(c_states, reverse)
+    half = gates.dtype.type(0.5)
     # (H, 4H), scaled: one pass over W_hh per forward. (It keeps W_hh's memory order, so
     # it is W_hh's transpose in layout too; a transposed copy would cost ~10x as much.)
     weight_hh_t = weight_hh.T * input_row_scale(G, gates.dtype)
     recur = np.empty((N, G), dtype=gates.dtype)
-    o_all = gates[..., 3 * H:]
     for k, t in enumerate(sweep(T, reverse)):
         act = gates[t]
         if k or not zero_start:  # a zero initial state adds nothing
             np.matmul(h_prev[t], weight_hh_t, out=recur)
             act += recur
-        np.tanh(act, out=act)
-        _finish_gates_and_cell(act, c_prev[t], c_out[t])
+        np.tanh(act, out=act)  # [τ_i, τ_f, g, τ_o]
+        _cell(act, c_prev[t], c_out[t], half)
         np.tanh(c_out[t], out=tanh_c[t])
-        np.multiply(o_all[t], tanh_c[t], out=h_out[t])
+        _hidden(act, tanh_c[t], h_out[t], half)
 
 
 def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse,
                        last_dh=True):
+    """As the NumPy loops, for gates (T, N, 4H) = [τ_i, τ_f, g, τ_o]_t from :func:`lstm_forward_loop`."""
     T, N, G = gates.shape
     _, c_prev = state_views(c_states, reverse)
+    half = gates.dtype.type(0.5)
     no_grad = np.zeros((1, 1), dtype=gates.dtype)
     for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
         act = gates[t]
         if grad_output is None:
-            lstm_gate_gradients(act, tanh_c[t], c_prev[t], no_grad, False, dh, dc)
+            _gate_gradients(act, tanh_c[t], c_prev[t], no_grad, False, dh, dc, half)
         else:
-            lstm_gate_gradients(act, tanh_c[t], c_prev[t], grad_output[t], True, dh, dc)
+            _gate_gradients(act, tanh_c[t], c_prev[t], grad_output[t], True, dh, dc, half)
         if last_dh or k < T - 1:
             np.matmul(act, weight_hh, out=dh)

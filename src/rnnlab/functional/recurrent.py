@@ -230,7 +230,7 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
     T, N, _ = x.shape
     H = weight_hh.shape[1]
     dtype = x.dtype
-    gates = np.empty((T, N, 4 * H), dtype=dtype)  # pre_t, then [i f g o]_t
+    gates = np.empty((T, N, 4 * H), dtype=dtype)  # pre_t, then [i f g o]_t (fused: [τ_i τ_f g τ_o]_t)
     h_states = np.empty((T + 1, N, H), dtype=dtype)
     c_states = np.empty((T + 1, N, H), dtype=dtype)
     tanh_c = np.empty((T, N, H), dtype=dtype)
@@ -247,8 +247,10 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
                             zero_start=zero_start)
     h_out, _ = _state_views(h_states, reverse)
     last = 0 if reverse else T
+    # The backward runs with these loops whatever the backend is by then: what the gate
+    # buffer holds after the forward is theirs to read (see _loops_fused).
     cache = (x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh,
-             bias_ih is not None, reverse, zero_start)
+             bias_ih is not None, reverse, zero_start, loops)
     return (h_out, h_states[last], c_states[last]), cache
 
 
@@ -273,15 +275,16 @@ def lstm_backward(cache, grad_output=None, grad_h_n=None, grad_c_n=None, input_g
     with grad_x None when ``input_grad`` is False, grad_h0 and grad_c0 None when
     ``state_grad`` is False; ``accumulate`` and ``overwrite`` as in :func:`rnn_backward`.
     """
-    x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh, has_bias, reverse, zero_start = cache
+    (x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh, has_bias, reverse, zero_start,
+     loops) = cache
     T, N, _ = x.shape
     H = weight_hh.shape[1]
     dtype = x.dtype
     _, h_prev = _state_views(h_states, reverse)
     dh = np.zeros((N, H), dtype=dtype) if grad_h_n is None else np.array(grad_h_n, dtype=dtype)
     dc = np.zeros((N, H), dtype=dtype) if grad_c_n is None else np.array(grad_c_n, dtype=dtype)
-    _loops(N, H, "lstm").lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc,
-                                            reverse, last_dh=state_grad)
+    loops.lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc,
+                             reverse, last_dh=state_grad)
     d_pre = gates
     grad_x = (d_pre.reshape(T * N, 4 * H) @ weight_ih).reshape(T, N, -1) if input_grad else None
     grads = _param_grads(d_pre, x, h_prev, has_bias, accumulate, overwrite,
