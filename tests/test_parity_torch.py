@@ -187,6 +187,37 @@ def test_mlp_matches_torch(torch, activation, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_feature_major_product_matches_torch(torch, dtype, bias):
+    """Batches of 8-32 rows with a large weight take the W · xᵀ product (see linear.py):
+    it must give torch's output and gradients, for every batch around the switch."""
+    from rnnlab.functional.linear import FEATURE_MAJOR_ROWS, _feature_major_pays
+    rng = np.random.default_rng(61)
+    tdtype = getattr(torch, TORCH_DTYPE[dtype])
+    n_in, n_out = 300, 120
+    ours = nn.Linear(n_in, n_out, bias=bias, dtype=dtype, rng=rng)
+    theirs = torch.nn.Linear(n_in, n_out, bias=bias, dtype=tdtype)
+    _randomize_biases(ours, rng)
+    _load_into_torch(torch, ours, theirs)
+    lo, hi = FEATURE_MAJOR_ROWS
+    taken = []
+    for lead in [(lo - 1,), (lo,), (hi,), (hi + 1,), (2, lo // 2 + 1)]:
+        taken.append(_feature_major_pays(int(np.prod(lead)), ours.weight.data))
+        ours.zero_grad()
+        theirs.zero_grad()
+        x = rng.standard_normal(lead + (n_in,)).astype(dtype)
+        xt = to_torch(torch, x, True)
+        y, ty = ours(x), theirs(xt)
+        assert y.flags.c_contiguous and y.shape == lead + (n_out,)
+        assert_close(y, ty.detach().numpy(), dtype, "output")
+        g = rng.standard_normal(y.shape).astype(dtype)
+        (ty * to_torch(torch, g)).sum().backward()
+        assert_close(ours.backward(g), xt.grad.numpy(), dtype, "grad x")
+        _compare_params(torch, ours, theirs, dtype)
+    assert taken == [False, True, True, False, True]  # both products were exercised
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_linear_without_bias_matches_torch(torch, dtype):
     rng = np.random.default_rng(5)
     tdtype = getattr(torch, TORCH_DTYPE[dtype])
