@@ -516,3 +516,29 @@ def test_backward_runs_with_the_loops_of_its_forward(backend, kind):
         np.testing.assert_allclose(grad_x, expected[0], rtol=1e-13, atol=1e-15, err_msg=other)
         for p, want in zip(layer.parameters(), expected[1]):
             np.testing.assert_allclose(p.grad, want, rtol=1e-13, atol=1e-15, err_msg=other)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_activation_passes_equal_numpy_bit_for_bit(backend, dtype, contiguous):
+    """The compiled one-pass sigmoid finish and sigmoid/tanh gradients (on every backend
+    but "numpy") compute NumPy's operations in NumPy's order: equal results, bit for bit."""
+    from rnnlab.functional import activations
+    from rnnlab.functional.backend import use_backend
+    rng = np.random.default_rng(67)
+    x = (rng.standard_normal((7, 33)) * 4).astype(dtype)
+    grad = rng.standard_normal((7, 33)).astype(dtype)
+    if not contiguous:
+        x, grad = x[:, ::2], grad[:, ::2]
+    y_sig, y_tanh = activations.sigmoid(x), np.tanh(x)
+    got = (y_sig, activations.sigmoid_backward(grad, y_sig), activations.tanh_backward(grad, y_tanh))
+    with use_backend("numpy"):
+        want = (activations.sigmoid(x), activations.sigmoid_backward(grad, y_sig),
+                activations.tanh_backward(grad, y_tanh))
+    for name, a, b in zip(("sigmoid", "sigmoid_backward", "tanh_backward"), got, want):
+        assert a.dtype == b.dtype == dtype and a.shape == b.shape, name
+        np.testing.assert_array_equal(a, b, err_msg=name)
+        np.testing.assert_allclose(b, {"sigmoid": 1 / (1 + np.exp(-x.astype(np.float64))),
+                                       "sigmoid_backward": grad * y_sig * (1 - y_sig),
+                                       "tanh_backward": grad * (1 - y_tanh ** 2)}[name],
+                                   rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-7)
