@@ -36,11 +36,21 @@ def _build_kernels():
             out[k] = (one - y[k]) * y[k] * grad_y[k]
 
     @jit
+    def sigmoid_grad_(grad, y, one):  # the same, written over grad
+        for k in range(y.size):
+            grad[k] = (one - y[k]) * y[k] * grad[k]
+
+    @jit
     def tanh_grad(grad_y, y, out, one):  # out = dL/dy (1 - y²)
         for k in range(y.size):
             out[k] = grad_y[k] * (one - y[k] * y[k])
 
-    return half_plus_half_, sigmoid_grad, tanh_grad
+    @jit
+    def tanh_grad_(grad, y, one):  # the same, written over grad
+        for k in range(y.size):
+            grad[k] = grad[k] * (one - y[k] * y[k])
+
+    return half_plus_half_, (sigmoid_grad, sigmoid_grad_), (tanh_grad, tanh_grad_)
 
 
 _kernels = lazy_kernel(_build_kernels)
@@ -77,17 +87,29 @@ def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def sigmoid_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """dL/dx = dL/dy * y * (1 - y), with ``y = sigmoid(x)``. Shapes: any, equal."""
-    kernels = _flat_kernels(grad_y, y)
+def _gradient_pass(kernels, grad_y, y, out):
+    """Run a compiled gradient kernel pair (to a new array, or over grad_y when out is grad_y)."""
+    one = y.dtype.type(1)
+    if out is grad_y:
+        kernels[1](grad_y.reshape(-1), y.reshape(-1), one)
+        return grad_y
+    if out is None:
+        out = np.empty_like(y)
+    kernels[0](grad_y.reshape(-1), y.reshape(-1), out.reshape(-1), one)
+    return out
+
+
+def sigmoid_backward(grad_y: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """dL/dx = dL/dy * y * (1 - y), with ``y = sigmoid(x)``. Shapes: any, equal.
+
+    ``out`` may be ``grad_y`` itself (written over, no new array).
+    """
+    kernels = _flat_kernels(grad_y, y) if out is None or out is grad_y else None
     if kernels is not None:
-        grad_x = np.empty_like(y)
-        kernels[1](grad_y.reshape(-1), y.reshape(-1), grad_x.reshape(-1), y.dtype.type(1))
-        return grad_x
-    grad_x = np.subtract(1, y)
-    grad_x *= y
-    grad_x *= grad_y
-    return grad_x
+        return _gradient_pass(kernels[1], grad_y, y, out)
+    local = np.subtract(1, y)
+    local *= y
+    return np.multiply(local, grad_y, out=local if out is None else out)
 
 
 def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -95,14 +117,15 @@ def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.tanh(x, out=out)
 
 
-def tanh_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """dL/dx = dL/dy * (1 - y**2), with ``y = tanh(x)``. Shapes: any, equal."""
-    kernels = _flat_kernels(grad_y, y)
+def tanh_backward(grad_y: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """dL/dx = dL/dy * (1 - y**2), with ``y = tanh(x)``. Shapes: any, equal.
+
+    ``out`` may be ``grad_y`` itself (written over, no new array).
+    """
+    kernels = _flat_kernels(grad_y, y) if out is None or out is grad_y else None
     if kernels is not None:
-        grad_x = np.empty_like(y)
-        kernels[2](grad_y.reshape(-1), y.reshape(-1), grad_x.reshape(-1), y.dtype.type(1))
-        return grad_x
-    return grad_y * (1 - y * y)
+        return _gradient_pass(kernels[2], grad_y, y, out)
+    return np.multiply(grad_y, 1 - y * y, out=out)
 
 
 def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -110,9 +133,12 @@ def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.maximum(x, 0, out=out)
 
 
-def relu_backward(grad_y: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """dL/dx = dL/dy * 1[y > 0]; the derivative at 0 is taken as 0, as in torch."""
-    return grad_y * (y > 0)
+def relu_backward(grad_y: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """dL/dx = dL/dy * 1[y > 0]; the derivative at 0 is taken as 0, as in torch.
+
+    ``out`` may be ``grad_y`` itself (written over, no new array).
+    """
+    return np.multiply(grad_y, y > 0, out=out)
 
 
 ACTIVATIONS = {

@@ -78,17 +78,25 @@ class _Activation(Module):
         self._y = None
 
     def forward(self, x):
+        return self._forward(x, in_place=False)
+
+    def backward(self, grad_out):
+        return self._backward(grad_out, in_place=False)
+
+    def _forward(self, x, in_place):
+        """``in_place``: write the output over x (for a caller that owns x and drops it)."""
         if not isinstance(x, np.ndarray) or x.dtype.kind != "f":
             raise TypeError(f"{type(self).__name__} input: expected a float ndarray, got "
                             f"{getattr(x, 'dtype', type(x).__name__)}")
-        self._y = self._forward_fn(x)
+        self._y = self._forward_fn(x, out=x if in_place else None)
         return self._y
 
-    def backward(self, grad_out):
+    def _backward(self, grad_out, in_place):
+        """``in_place``: write the input gradient over grad_out (the caller owns it)."""
         require_cache(self._y, self)
         check_array(grad_out, f"{type(self).__name__} grad_out", self._y.dtype, shape=self._y.shape)
         y, self._y = self._y, None
-        return self._backward_fn(grad_out, y)
+        return self._backward_fn(grad_out, y, out=grad_out if in_place else None)
 
 
 class Sigmoid(_Activation):
@@ -126,16 +134,29 @@ class Sequential(Module):
         return list(self._modules.values())[index]
 
     def forward(self, x):
+        """Each child on the previous one's output. An activation right after a Linear
+        works in place: the Linear's output is a fresh array that nothing else keeps."""
+        previous = None
         for module in self._modules.values():
-            x = module(x)
+            if isinstance(module, _Activation) and isinstance(previous, Linear):
+                x = module._forward(x, in_place=True)
+            else:
+                x = module(x)
+            previous = module
         return x
 
     def backward(self, grad_out, *, input_grad=True):
         """Children's backward passes in reverse order. With ``input_grad=False``
-        a first Linear skips its input gradient and None is returned."""
+        a first Linear skips its input gradient and None is returned. An activation
+        right before a Linear works in place on the Linear's (fresh) input gradient."""
         modules = list(self._modules.values())
-        for module in reversed(modules[1:]):
-            grad_out = module.backward(grad_out)
+        for k in range(len(modules) - 1, 0, -1):
+            module = modules[k]
+            if isinstance(module, _Activation) and k + 1 < len(modules) \
+                    and isinstance(modules[k + 1], Linear):
+                grad_out = module._backward(grad_out, in_place=True)
+            else:
+                grad_out = module.backward(grad_out)
         if not input_grad and isinstance(modules[0], Linear):
             return modules[0].backward(grad_out, input_grad=False)
         grad_in = modules[0].backward(grad_out)
