@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..functional.backend import BACKENDS
 from . import CommandError
 
 HELP = "time one training step of the MLP, RNN and LSTM against torch, or trace its memory"
@@ -101,7 +102,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gemm-size", type=_positive_int, default=None, metavar="N",
                         help="side of the square sgemm that measures the peak "
                              "[tiny 256, else 2048]")
-    parser.add_argument("--backend", choices=("auto", "numpy", "numba"), default=None,
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
                         help="rnnlab's recurrent time loops [as set: auto when numba imports, "
                              "else numpy]")
     parser.add_argument("--seed", type=int, default=0, help="weights and data [0]")
