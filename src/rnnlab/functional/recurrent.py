@@ -26,7 +26,7 @@ import numpy as np
 from . import _loops_numpy
 from ._loops_numpy import state_views as _state_views
 from .backend import loops_for
-from .linear import accumulate_outer, add_into, outer_sum
+from .linear import accumulate_outer, add_into, column_sum, outer_sum
 
 
 def _loops(batch, hidden, cell):
@@ -81,7 +81,7 @@ def _param_grads(d_pre, x, h_prev, has_bias, accumulate=None, overwrite=_NO_OVER
     x2 = x.reshape(T * N, -1)
     d_hh = d_pre[hh_steps].reshape(-1, GH)  # (steps·N, G·H)
     h_hh = h_prev[hh_steps].reshape(d_hh.shape[0], h_prev.shape[-1])  # (steps·N, H)
-    grad_bias = d2.sum(axis=0) if has_bias else None
+    grad_bias = column_sum(d2) if has_bias else None
     if accumulate is None:
         return outer_sum(d2, x2), outer_sum(d_hh, h_hh), grad_bias
     acc_w_ih, acc_w_hh, acc_b_ih, acc_b_hh = accumulate
