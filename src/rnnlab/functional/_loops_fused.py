@@ -13,8 +13,8 @@ i, f, o gates (and g itself), [τ_i, τ_f, g, τ_o], and every kernel reads
 σ = ½ + ½τ and σ' = σ(1 - σ) = ¼(1 - τ²) from them. Nothing is written back to
 turn τ into σ: that in-place pass cost 3-4x the rest of a step's compiled work.
 
-- forward, per step: the recurrent GEMM, one add, ``tanh`` over all four
-  gates, one compiled pass for c = f ⊙ c_prev + i ⊙ g, ``tanh(c)``, and one
+- forward, per step: the recurrent GEMM, one pass adding it and the bias,
+  ``tanh`` over all four gates, one compiled pass for c = f ⊙ c_prev + i ⊙ g, ``tanh(c)``, and one
   compiled pass for h = o ⊙ tanh(c);
 - backward, per step: one compiled pass (no transcendental functions, so it
   vectorises) for all the gate gradients and dc, then the dh GEMM.
@@ -47,6 +47,16 @@ def input_row_scale(G, dtype):
     scale = np.full(G, 0.5, dtype=dtype)
     scale[2 * H:3 * H] = 1
     return scale
+
+
+@_jit
+def _add_recurrent_and_bias(act, recur, bias):
+    """act (N, 4H) += recur (N, 4H) + bias (4H,): the pre-activations, in one pass."""
+    N, G = act.shape
+    for n in range(N):
+        a, r = act[n], recur[n]
+        for k in range(G):
+            a[k] += r[k] + bias[k]
 
 
 @_jit
@@ -109,22 +119,31 @@ def _gate_gradients(act, tanh_c, c_prev, grad_out, has_grad_out, dh, dc, half):
         dc_n[:] = d_c_prev
 
 
-def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zero_start=False):
-    """As the NumPy loops, but gates (T, N, 4H) arrive with the i, f, o rows of their
-    input part halved (see :func:`input_row_scale`), and receive [τ_i, τ_f, g, τ_o]_t."""
+def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zero_start=False,
+                      bias=None):
+    """As the NumPy loops, but gates (T, N, 4H) arrive holding x_t (½W_ih)ᵀ only, the i, f, o
+    rows halved (see :func:`input_row_scale`), and receive [τ_i, τ_f, g, τ_o]_t.
+
+    bias (4H,) is b_ih + b_hh, or None: it is added (halved likewise) with each step's
+    recurrent part, in the same pass, instead of in a pass of its own over all steps.
+    """
     T, N, G = gates.shape
     h_out, h_prev = state_views(h_states, reverse)
     c_out, c_prev = state_views(c_states, reverse)
     half = gates.dtype.type(0.5)
+    scale = input_row_scale(G, gates.dtype)
+    bias = np.zeros(G, dtype=gates.dtype) if bias is None else bias * scale
     # (H, 4H), scaled: one pass over W_hh per forward. (It keeps W_hh's memory order, so
     # it is W_hh's transpose in layout too; a transposed copy would cost ~10x as much.)
-    weight_hh_t = weight_hh.T * input_row_scale(G, gates.dtype)
+    weight_hh_t = weight_hh.T * scale
     recur = np.empty((N, G), dtype=gates.dtype)
     for k, t in enumerate(sweep(T, reverse)):
         act = gates[t]
         if k or not zero_start:  # a zero initial state adds nothing
             np.matmul(h_prev[t], weight_hh_t, out=recur)
-            act += recur
+            _add_recurrent_and_bias(act, recur, bias)
+        else:
+            act += bias
         np.tanh(act, out=act)  # [τ_i, τ_f, g, τ_o]
         _cell(act, c_prev[t], c_out[t], half)
         np.tanh(c_out[t], out=tanh_c[t])

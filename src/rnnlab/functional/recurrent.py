@@ -41,6 +41,11 @@ def _loops(batch, hidden, cell):
     return _loops_numpy
 
 
+def _bias_sum(bias_ih, bias_hh):
+    """b_ih + b_hh (either may be None; None if both are)."""
+    return bias_ih if bias_hh is None else bias_hh if bias_ih is None else bias_ih + bias_hh
+
+
 def _input_projection(x, weight_ih, bias_ih, bias_hh, out, row_scale=None):
     """out (T, N, G·H) = x (T, N, I) · W_ihᵀ + b_ih + b_hh, as one GEMM for all steps.
 
@@ -49,7 +54,7 @@ def _input_projection(x, weight_ih, bias_ih, bias_hh, out, row_scale=None):
     first, which scales the result at the cost of a pass over W_ih, not over out.
     """
     T, N, I = x.shape
-    bias = bias_ih if bias_hh is None else bias_hh if bias_ih is None else bias_ih + bias_hh
+    bias = _bias_sum(bias_ih, bias_hh)
     if row_scale is not None:
         weight_ih = weight_ih * row_scale[:, None]  # (G·H, I)
         bias = None if bias is None else bias * row_scale
@@ -241,12 +246,17 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
     h_states[first] = 0 if zero_start else h0
     c_states[first] = 0 if c0 is None else c0
     loops = _loops(N, H, "lstm")
-    # The fused loops take σ(x) as (1 + tanh(x/2))/2 and want the ½ in the input part.
     row_scale = getattr(loops, "input_row_scale", None)
-    _input_projection(x, weight_ih, bias_ih, bias_hh, gates,
-                      None if row_scale is None else row_scale(4 * H, dtype))
-    loops.lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse,
-                            zero_start=zero_start)
+    if row_scale is None:
+        _input_projection(x, weight_ih, bias_ih, bias_hh, gates)
+        loops.lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse,
+                                zero_start=zero_start)
+    else:
+        # The fused loops take σ(x) as (1 + tanh(x/2))/2, with the ½ in W_ih's rows, and add
+        # the bias with each step's recurrent part (see _loops_fused).
+        _input_projection(x, weight_ih, None, None, gates, row_scale(4 * H, dtype))
+        loops.lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse,
+                                zero_start=zero_start, bias=_bias_sum(bias_ih, bias_hh))
     h_out, _ = _state_views(h_states, reverse)
     last = 0 if reverse else T
     # The backward runs with these loops whatever the backend is by then: what the gate
