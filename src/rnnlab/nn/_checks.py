@@ -46,7 +46,9 @@ def check_array(x, name: str, dtype: np.dtype, ndims=None, shape=None, last_dim=
                          f"got shape {x.shape}")
     if 0 in x.shape:
         raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
-    if np.isnan(x).any():
+    # min() propagates NaN: one pass and no temporary, where isnan(x).any() allocates
+    # a boolean array as large as x (a training step checks every activation gradient).
+    if np.isnan(x.min()):
         raise ValueError(f"{name}: contains NaN")
     return x
 
