@@ -544,3 +544,59 @@ def test_activation_passes_equal_numpy_bit_for_bit(backend, dtype, contiguous):
                                        "sigmoid_backward": grad * y_sig * (1 - y_sig),
                                        "tanh_backward": grad * (1 - y_tanh ** 2)}[name],
                                    rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-7)
+
+
+@pytest.mark.parametrize("N,H", [(4, 64), (7, 64), (9, 80), (5, 16), (33, 64)])
+def test_packed_weight_products_match_torch(torch, N, H):
+    """float32 LSTM steps whose recurrent products run on a weight packed once (_packed):
+    4-row tiles plus leftover rows, forward only (H = 16, 80) or both directions (H = 64),
+    and a batch past the rule's limit (33 x 64 units: OpenBLAS), against torch."""
+    from rnnlab.functional import _loops_fused
+    from rnnlab.functional.backend import numba_available, use_backend
+    if not numba_available():
+        pytest.skip("the packed products are compiled")
+    forward = _loops_fused._packed_product(N, H, 4 * H, np.float32)
+    backward = _loops_fused._packed_product(N, H, H, np.float32)
+    assert forward == (N * H <= _loops_fused.PACKED_MAX_UNITS)
+    assert backward == (forward and H % 64 == 0)
+    rng = np.random.default_rng(83 + N + H)
+    T, I = 5, 6
+    ours = nn.LSTM(I, H, bidirectional=True, dtype=np.float32, rng=rng)
+    theirs = torch.nn.LSTM(I, H, bidirectional=True, dtype=torch.float32)
+    _randomize_biases(ours, rng)
+    _load_into_torch(torch, ours, theirs)
+    x = rng.standard_normal((T, N, I)).astype(np.float32)
+    states = [rng.standard_normal((2, N, H)).astype(np.float32) for _ in range(2)]
+    xt, st = to_torch(torch, x, True), [to_torch(torch, s, True) for s in states]
+    with use_backend("fused"):
+        out, (h_n, c_n) = ours(x, tuple(states))
+        tout, (th, tc) = theirs(xt, tuple(st))
+        assert_close(out, tout.detach().numpy(), np.float32, "output")
+        assert_close(c_n, tc.detach().numpy(), np.float32, "c_n")
+        g = rng.standard_normal(out.shape).astype(np.float32)
+        g_h = rng.standard_normal(h_n.shape).astype(np.float32)
+        ((tout * to_torch(torch, g)).sum() + (th * to_torch(torch, g_h)).sum()).backward()
+        grad_x, (grad_h0, grad_c0) = ours.backward(g, (g_h, None))
+    assert_close(grad_x, xt.grad.numpy(), np.float32, "grad x")
+    assert_close(grad_h0, st[0].grad.numpy(), np.float32, "grad h0")
+    assert_close(grad_c0, st[1].grad.numpy(), np.float32, "grad c0")
+    _compare_params(torch, ours, theirs, np.float32)
+
+
+def test_packed_matmul_matches_numpy():
+    """The packed product against float64 NumPy: random sizes, leftover rows, strided rows of A."""
+    from rnnlab.functional.backend import numba_available
+    if not numba_available():
+        pytest.skip("the packed products are compiled")
+    from rnnlab.functional import _packed
+    rng = np.random.default_rng(89)
+    for trial in range(40):
+        M, K, P = int(rng.integers(1, 41)), int(rng.integers(1, 300)), int(rng.integers(1, 5))
+        wide = rng.standard_normal((M, K + 5)).astype(np.float32)
+        a = wide[:, 2:2 + K]  # rows K + 5 apart
+        b = rng.standard_normal((K, 64 * P)).astype(np.float32)
+        panels = _packed.pack_columns(b) if trial % 2 else _packed.pack_transposed(b.T.copy())
+        out = np.full((M, 64 * P), np.nan, dtype=np.float32)
+        _packed.packed_matmul(a, panels, out)
+        want = a.astype(np.float64) @ b.astype(np.float64)
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

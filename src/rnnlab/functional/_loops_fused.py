@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _packed
 from ._loops_numba import _jit
 from ._loops_numpy import rnn_backward_loop, rnn_forward_loop, state_views, sweep
 
@@ -68,6 +69,20 @@ def _add_recurrent_t_and_bias(act, recur_t, bias):
         a = act[n]
         for k in range(G):
             a[k] += recur_t[k, n] + bias[k]
+
+
+# The per-step products run on a weight packed once per sequence (see _packed), on one
+# core, for a batch of at least 4 rows (the microkernel's tile) and at most
+# PACKED_MAX_UNITS / H: there one core without repacking beats OpenBLAS's two cores
+# with it (1.2-4.6x, measured alternating with BLAS calls as in a step); for larger
+# products OpenBLAS's second core wins.
+PACKED_MAX_UNITS = 4096
+
+
+def _packed_product(batch: int, hidden: int, columns: int, dtype) -> bool:
+    """Whether a per-step product (batch × hidden units, ``columns`` outputs) runs in :mod:`._packed`."""
+    return (_packed.ROWS <= batch and batch * hidden <= PACKED_MAX_UNITS
+            and _packed.usable(batch, columns, dtype))
 
 
 def _feature_major_product(batch: int, hidden: int) -> bool:
@@ -158,12 +173,18 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
     # W_hh with its rows scaled, (4H, H): one pass over W_hh per forward. Read as its
     # transpose for the batch-major product (a transposed copy would cost ~10x as much).
     weight_hh_scaled = weight_hh * scale[:, None]
-    feature_major = _feature_major_product(N, G // 4)
+    packed = _packed_product(N, G // 4, G, gates.dtype)
+    if packed:
+        panels = _packed.pack_transposed(weight_hh_scaled)  # W_hhᵀ, packed once for all steps
+    feature_major = not packed and _feature_major_product(N, G // 4)
     recur = np.empty((G, N) if feature_major else (N, G), dtype=gates.dtype)
     for k, t in enumerate(sweep(T, reverse)):
         act = gates[t]
         if not k and zero_start:  # a zero initial state adds nothing
             act += bias
+        elif packed:
+            _packed.packed_matmul(h_prev[t], panels, recur)  # (N, 4H)
+            _add_recurrent_and_bias(act, recur, bias)
         elif feature_major:
             np.matmul(weight_hh_scaled, h_prev[t].T, out=recur)  # (4H, N)
             _add_recurrent_t_and_bias(act, recur, bias)
@@ -183,11 +204,18 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
     _, c_prev = state_views(c_states, reverse)
     half = gates.dtype.type(0.5)
     no_grad = np.zeros((1, 1), dtype=gates.dtype)
+    packed = _packed_product(N, G // 4, G // 4, gates.dtype)
+    if packed:
+        panels = _packed.pack_columns(weight_hh)  # W_hh (4H, H), packed once for all steps
     for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
         act = gates[t]
         if grad_output is None:
             _gate_gradients(act, tanh_c[t], c_prev[t], no_grad, False, dh, dc, half)
         else:
             _gate_gradients(act, tanh_c[t], c_prev[t], grad_output[t], True, dh, dc, half)
-        if last_dh or k < T - 1:
+        if not last_dh and k == T - 1:
+            continue
+        if packed:
+            _packed.packed_matmul(act, panels, dh)
+        else:
             np.matmul(act, weight_hh, out=dh)
