@@ -53,22 +53,14 @@ def input_row_scale(G, dtype):
 
 @_jit
 def _add_recurrent_and_bias(act, recur, bias):
-    """act (N, 4H) += recur (N, 4H) + bias (4H,): the pre-activations, in one pass."""
+    """act (N, 4H) += recur (N, 4H) + bias (4H,): the pre-activations, in one pass.
+
+    recur may be a transposed view (of the feature-major product, see below)."""
     N, G = act.shape
     for n in range(N):
         a, r = act[n], recur[n]
         for k in range(G):
             a[k] += r[k] + bias[k]
-
-
-@_jit
-def _add_recurrent_t_and_bias(act, recur_t, bias):
-    """act (N, 4H) += recur_tᵀ + bias, from the feature-major product recur_t (4H, N)."""
-    N, G = act.shape
-    for n in range(N):
-        a = act[n]
-        for k in range(G):
-            a[k] += recur_t[k, n] + bias[k]
 
 
 # The per-step products run on a weight packed once per sequence (see _packed), on one
@@ -187,7 +179,7 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
             _add_recurrent_and_bias(act, recur, bias)
         elif feature_major:
             np.matmul(weight_hh_scaled, h_prev[t].T, out=recur)  # (4H, N)
-            _add_recurrent_t_and_bias(act, recur, bias)
+            _add_recurrent_and_bias(act, recur.T, bias)  # read transposed: no copy
         else:
             np.matmul(h_prev[t], weight_hh_scaled.T, out=recur)  # (N, 4H)
             _add_recurrent_and_bias(act, recur, bias)
