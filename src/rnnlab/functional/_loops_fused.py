@@ -162,10 +162,11 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
     half = gates.dtype.type(0.5)
     scale = input_row_scale(G, gates.dtype)
     bias = np.zeros(G, dtype=gates.dtype) if bias is None else bias * scale
+    products = T - 1 if zero_start else T  # recurrent products to run; none at T=1 from zero
     # W_hh with its rows scaled, (4H, H): one pass over W_hh per forward. Read as its
     # transpose for the batch-major product (a transposed copy would cost ~10x as much).
-    weight_hh_scaled = weight_hh * scale[:, None]
-    packed = _packed_product(N, G // 4, G, gates.dtype)
+    weight_hh_scaled = weight_hh * scale[:, None] if products else None
+    packed = products > 0 and _packed_product(N, G // 4, G, gates.dtype)
     if packed:
         panels = _packed.pack_transposed(weight_hh_scaled)  # W_hhᵀ, packed once for all steps
     feature_major = not packed and _feature_major_product(N, G // 4)
@@ -196,7 +197,8 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
     _, c_prev = state_views(c_states, reverse)
     half = gates.dtype.type(0.5)
     no_grad = np.zeros((1, 1), dtype=gates.dtype)
-    packed = _packed_product(N, G // 4, G // 4, gates.dtype)
+    products = T if last_dh else T - 1  # dh GEMMs to run
+    packed = products > 0 and _packed_product(N, G // 4, G // 4, gates.dtype)
     if packed:
         panels = _packed.pack_columns(weight_hh)  # W_hh (4H, H), packed once for all steps
     for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards

@@ -50,15 +50,14 @@ def _input_projection(x, weight_ih, bias_ih, bias_hh, out, row_scale=None):
     """out (T, N, G·H) = x (T, N, I) · W_ihᵀ + b_ih + b_hh, as one GEMM for all steps.
 
     The two biases are added as one vector (one pass over out, not two).
-    ``row_scale`` (G·H,), if given, multiplies each row of W_ih and of the bias
-    first, which scales the result at the cost of a pass over W_ih, not over out.
+    ``row_scale`` (G·H,), if given, multiplies each row of W_ih first (the fused
+    loops' ½; a pass over W_ih, not over out).
     """
     T, N, I = x.shape
-    bias = _bias_sum(bias_ih, bias_hh)
     if row_scale is not None:
         weight_ih = weight_ih * row_scale[:, None]  # (G·H, I)
-        bias = None if bias is None else bias * row_scale
     np.matmul(x.reshape(T * N, I), weight_ih.T, out=out.reshape(T * N, -1))
+    bias = _bias_sum(bias_ih, bias_hh)
     if bias is not None:
         out += bias
 
