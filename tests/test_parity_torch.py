@@ -555,6 +555,9 @@ def test_packed_weight_products_match_torch(torch, N, H):
     from rnnlab.functional.backend import numba_available, use_backend
     if not numba_available():
         pytest.skip("the packed products are compiled")
+    from rnnlab.functional import _packed
+    if not _packed.HOST_HAS_FMA:
+        pytest.skip("the packed products are used on CPUs with FMA only")
     forward = _loops_fused._packed_product(N, H, 4 * H, np.float32)
     backward = _loops_fused._packed_product(N, H, H, np.float32)
     assert forward == (N * H <= _loops_fused.PACKED_MAX_UNITS)

@@ -146,9 +146,24 @@ def _pack_transposed(w, panels):
                 panels[p, k, j] = w_row[k]
 
 
+def _host_has_fma() -> bool:
+    """The kernel's llvm.fma is one instruction with FMA hardware, a libm call without it."""
+    try:
+        from llvmlite import binding
+        features = binding.get_host_cpu_features()
+        return bool(features.get("fma")) and bool(features.get("avx2"))
+    except Exception:  # pragma: no cover - an llvmlite that cannot tell: stay on BLAS
+        return False
+
+
+HOST_HAS_FMA = _host_has_fma()
+
+
 def usable(a_rows: int, n_columns: int, dtype) -> bool:
-    """Whether :func:`packed_matmul` serves a product with this many rows of A and columns of C."""
-    return np.dtype(dtype) == np.float32 and n_columns % COLS == 0 and a_rows >= ROWS
+    """Whether :func:`packed_matmul` serves a product with this many rows of A and columns of C
+    (float32, whole 64-column panels, at least one 4-row tile, a CPU with FMA)."""
+    return (HOST_HAS_FMA and np.dtype(dtype) == np.float32 and n_columns % COLS == 0
+            and a_rows >= ROWS)
 
 
 def pack_columns(b: np.ndarray) -> np.ndarray:
