@@ -66,8 +66,8 @@ def _add_recurrent_and_bias(act, recur, bias):
 # The per-step products run on a weight packed once per sequence (see _packed), on one
 # core, for a batch of at least 4 rows (the microkernel's tile) and at most
 # PACKED_MAX_UNITS / H: there one core without repacking beats OpenBLAS's two cores
-# with it (1.2-4.6x, measured alternating with BLAS calls as in a step); for larger
-# products OpenBLAS's second core wins.
+# with it (1.2-4.6x, measured alternating with BLAS calls as in a step: see
+# benchmarks/packed_products.py); for larger products OpenBLAS's second core wins.
 PACKED_MAX_UNITS = 4096
 
 
