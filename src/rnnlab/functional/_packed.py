@@ -113,7 +113,7 @@ def _microkernel(typingctx, a_addr, lda, b_addr, c_addr, ldc, k_len, accumulate)
 _jit = nb.njit(cache=True, nogil=True, error_model="numpy")
 
 
-@nb.njit(cache=True, nogil=True, error_model="numpy")
+@_jit
 def _matmul(a, panels, c):
     M, K = a.shape
     P = panels.shape[0]
