@@ -87,8 +87,18 @@ def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+def _gradient_kernels(grad_y, y, out):
+    """The compiled kernels for a gradient pass whose ``out`` is None, grad_y or y (else None).
+
+    ``out is y`` is safe for the two-input kernel: element k reads y[k] before writing it.
+    """
+    if out is None or out is grad_y or out is y:
+        return _flat_kernels(grad_y, y)
+    return None
+
+
 def _gradient_pass(kernels, grad_y, y, out):
-    """Run a compiled gradient kernel pair (to a new array, or over grad_y when out is grad_y)."""
+    """Run a compiled gradient kernel pair: to a new array, over grad_y, or over y."""
     one = y.dtype.type(1)
     if out is grad_y:
         kernels[1](grad_y.reshape(-1), y.reshape(-1), one)
@@ -102,9 +112,9 @@ def _gradient_pass(kernels, grad_y, y, out):
 def sigmoid_backward(grad_y: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """dL/dx = dL/dy * y * (1 - y), with ``y = sigmoid(x)``. Shapes: any, equal.
 
-    ``out`` may be ``grad_y`` itself (written over, no new array).
+    ``out`` may be ``grad_y`` or ``y`` itself (written over, no new array).
     """
-    kernels = _flat_kernels(grad_y, y) if out is None or out is grad_y else None
+    kernels = _gradient_kernels(grad_y, y, out)
     if kernels is not None:
         return _gradient_pass(kernels[1], grad_y, y, out)
     local = np.subtract(1, y)
@@ -120,9 +130,9 @@ def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 def tanh_backward(grad_y: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """dL/dx = dL/dy * (1 - y**2), with ``y = tanh(x)``. Shapes: any, equal.
 
-    ``out`` may be ``grad_y`` itself (written over, no new array).
+    ``out`` may be ``grad_y`` or ``y`` itself (written over, no new array).
     """
-    kernels = _flat_kernels(grad_y, y) if out is None or out is grad_y else None
+    kernels = _gradient_kernels(grad_y, y, out)
     if kernels is not None:
         return _gradient_pass(kernels[2], grad_y, y, out)
     return np.multiply(grad_y, 1 - y * y, out=out)
@@ -136,7 +146,7 @@ def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 def relu_backward(grad_y: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """dL/dx = dL/dy * 1[y > 0]; the derivative at 0 is taken as 0, as in torch.
 
-    ``out`` may be ``grad_y`` itself (written over, no new array).
+    ``out`` may be ``grad_y`` or ``y`` itself (written over, no new array).
     """
     return np.multiply(grad_y, y > 0, out=out)
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import init
 from ..functional.activations import ACTIVATIONS
-from ..functional.linear import linear_backward, linear_forward
+from ..functional.linear import input_grad_through_activation, linear_backward, linear_forward
 from ._checks import check_array, check_dtype, check_positive_int, require_cache
 from .module import Module, Parameter, grad_sinks
 
@@ -91,6 +91,22 @@ class _Activation(Module):
         self._y = self._forward_fn(x, out=x if in_place else None)
         return self._y
 
+    def _feeds(self, linear: "Linear") -> bool:
+        """Whether this activation's kept output is the input that ``linear`` kept."""
+        return (self._y is not None and linear._cache is not None
+                and linear._cache[0] is self._y)
+
+    def _backward_through(self, linear: "Linear", grad_linear_out):
+        """dL/dx of this activation when ``linear`` reads its output h, written over h.
+
+        ``linear``'s backward must have run with ``input_grad=False`` (it no longer
+        needs h); ``grad_linear_out`` is the gradient it took.
+        """
+        require_cache(self._y, self)
+        y, self._y = self._y, None
+        return input_grad_through_activation(grad_linear_out, linear.weight.data, y,
+                                             self._backward_fn)
+
     def _backward(self, grad_out, in_place):
         """``in_place``: write the input gradient over grad_out (the caller owns it)."""
         require_cache(self._y, self)
@@ -147,20 +163,30 @@ class Sequential(Module):
 
     def backward(self, grad_out, *, input_grad=True):
         """Children's backward passes in reverse order. With ``input_grad=False``
-        a first Linear skips its input gradient and None is returned. An activation
-        right before a Linear works in place on the Linear's (fresh) input gradient."""
+        a first Linear skips its input gradient and None is returned.
+
+        A Linear that reads an activation's output h passes its input gradient
+        straight through the activation's backward, written over h (see
+        :func:`rnnlab.functional.linear.input_grad_through_activation`): h is the
+        Sequential's own array, and nothing needs it after the Linear's weight gradient.
+        """
         modules = list(self._modules.values())
-        for k in range(len(modules) - 1, 0, -1):
+        grad = grad_out
+        k = len(modules) - 1
+        while k >= 0:
             module = modules[k]
-            if isinstance(module, _Activation) and k + 1 < len(modules) \
-                    and isinstance(modules[k + 1], Linear):
-                grad_out = module._backward(grad_out, in_place=True)
+            below = modules[k - 1] if k > 0 else None
+            if isinstance(module, Linear) and isinstance(below, _Activation) \
+                    and below._feeds(module):
+                module.backward(grad, input_grad=False)
+                grad = below._backward_through(module, grad)
+                k -= 2
+            elif k == 0 and isinstance(module, Linear):
+                return module.backward(grad, input_grad=input_grad)
             else:
-                grad_out = module.backward(grad_out)
-        if not input_grad and isinstance(modules[0], Linear):
-            return modules[0].backward(grad_out, input_grad=False)
-        grad_in = modules[0].backward(grad_out)
-        return grad_in if input_grad else None
+                grad = module.backward(grad)
+                k -= 1
+        return grad if input_grad else None
 
 
 _ACTIVATION_MODULES = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU}
