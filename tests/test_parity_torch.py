@@ -546,6 +546,42 @@ def test_activation_passes_equal_numpy_bit_for_bit(backend, dtype, contiguous):
                                    rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-7)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,T", [(1, 33), (3, 17), (5, 16), (5, 7)])
+def test_feature_major_backward_matches_torch(torch, dtype, N, T):
+    """Fused LSTM backward with the dh product taken as W_hhᵀ · dpreᵀ from a transposed
+    copy of W_hh (a small batch over enough steps), and one case below the step count
+    (the batch-major product), in both directions, against torch."""
+    from rnnlab.functional import _loops_fused
+    from rnnlab.functional.backend import numba_available, use_backend
+    if not numba_available():
+        pytest.skip("the fused loops are compiled")
+    rng = np.random.default_rng(97 + N + T)
+    H, I = 40, 6  # 4H = 160: no whole 64-column panels, so never the packed product
+    taken = _loops_fused._backward_feature_major(N, H, T)
+    assert taken == (T >= 16 and (N > 1 or T >= 32))
+    tdtype = getattr(torch, TORCH_DTYPE[dtype])
+    ours = nn.LSTM(I, H, bidirectional=True, dtype=dtype, rng=rng)
+    theirs = torch.nn.LSTM(I, H, bidirectional=True, dtype=tdtype)
+    _randomize_biases(ours, rng)
+    _load_into_torch(torch, ours, theirs)
+    x = rng.standard_normal((T, N, I)).astype(dtype)
+    states = [rng.standard_normal((2, N, H)).astype(dtype) for _ in range(2)]
+    xt, st = to_torch(torch, x, True), [to_torch(torch, s, True) for s in states]
+    with use_backend("fused"):
+        out, (h_n, c_n) = ours(x, tuple(states))
+        tout, (th, tc) = theirs(xt, tuple(st))
+        g = rng.standard_normal(out.shape).astype(dtype)
+        g_h = rng.standard_normal(h_n.shape).astype(dtype)
+        ((tout * to_torch(torch, g)).sum() + (th * to_torch(torch, g_h)).sum()).backward()
+        grad_x, (grad_h0, grad_c0) = ours.backward(g, (g_h, None))
+    assert_close(out, tout.detach().numpy(), dtype, "output")
+    assert_close(grad_x, xt.grad.numpy(), dtype, "grad x")
+    assert_close(grad_h0, st[0].grad.numpy(), dtype, "grad h0")
+    assert_close(grad_c0, st[1].grad.numpy(), dtype, "grad c0")
+    _compare_params(torch, ours, theirs, dtype)
+
+
 @pytest.mark.parametrize("N,H", [(4, 64), (7, 64), (9, 80), (5, 16), (33, 64)])
 def test_packed_weight_products_match_torch(torch, N, H):
     """float32 LSTM steps whose recurrent products run on a weight packed once (_packed):
