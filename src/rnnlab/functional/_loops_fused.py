@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _packed
+from ._transpose import add_transposed, transpose_into
 from ._loops_numba import _jit
 from ._loops_numpy import rnn_backward_loop, rnn_forward_loop, state_views, sweep
 
@@ -60,8 +61,8 @@ def _add_recurrent_and_bias(act, recur, scale, bias):
     recur = h_{t-1} W_hhᵀ is the product with the unscaled weight: the ½ of the
     i, f, o rows is applied here, at no extra pass (scaling W_hh instead costs a
     pass over the weight per sequence, ~1 ms at H = 512). A factor ½ is exact in
-    floating point, so the sum is the same either way. recur may be a transposed
-    view (of the feature-major product, see below)."""
+    floating point, so the sum is the same either way. (The feature-major product
+    is added by :func:`._transpose.add_transposed`, which computes the same.)"""
     N, G = act.shape
     for n in range(N):
         a, r = act[n], recur[n]
@@ -99,27 +100,13 @@ def _backward_feature_major(batch: int, hidden: int, products: int) -> bool:
 
     For the batches the forward also runs feature-major, OpenBLAS runs that product
     1.2-1.6x faster than dpre · W_hh, given a contiguous W_hhᵀ (N = 1-64,
-    H = 128-512, measured here). The copy of W_hhᵀ (~1 ms at H = 512) is paid back
-    after ~25 products at N = 1 (40 µs saved per product) and ~6-12 at N ≥ 2
-    (60-170 µs): steps measured 8 % slower at N = 1, T = 16, and 5-27 % faster
-    at N = 1, T = 64 and N = 32, T = 16-64.
+    H = 128-512, measured here). The copy of W_hhᵀ (0.6-1 ms at H = 512) is paid
+    back after ~15-25 products at N = 1 (40 µs saved per product) and ~4-12 at
+    N ≥ 2 (60-170 µs): steps measured 8 % slower at N = 1, T = 16, and 5-27 %
+    faster at N = 1, T = 64 and N = 32, T = 16-64.
     """
     needed = 32 if batch == 1 else 16
     return products >= needed and _feature_major_product(batch, hidden)
-
-
-@_jit
-def _transpose_into(src, dst):
-    """dst (C, R) = src (R, C)ᵀ, in 16 × 16 tiles (NumPy's strided copy is 3-4x slower)."""
-    R, C = src.shape
-    for r0 in range(0, R, 16):
-        r1 = min(r0 + 16, R)
-        for c0 in range(0, C, 16):
-            c1 = min(c0 + 16, C)
-            for c in range(c0, c1):
-                d = dst[c]
-                for r in range(r0, r1):
-                    d[r] = src[r, c]
 
 
 @_jit
@@ -211,7 +198,7 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
             _add_recurrent_and_bias(act, recur, scale, bias)
         elif feature_major:
             np.matmul(weight_hh, h_prev[t].T, out=recur)  # (4H, N)
-            _add_recurrent_and_bias(act, recur.T, scale, bias)  # read transposed: no copy
+            add_transposed(act, recur, scale, bias)  # the same sums, in register tiles
         else:
             np.matmul(h_prev[t], weight_hh.T, out=recur)  # (N, 4H)
             _add_recurrent_and_bias(act, recur, scale, bias)
@@ -235,7 +222,7 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
     feature_major = not packed and _backward_feature_major(N, G // 4, products)
     if feature_major:
         weight_hh_t = np.empty((G // 4, G), dtype=gates.dtype)  # (H, 4H)
-        _transpose_into(weight_hh, weight_hh_t)
+        transpose_into(weight_hh, weight_hh_t)
         dh_t = np.empty((G // 4, N), dtype=gates.dtype)  # (H, N)
     for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
         act = gates[t]
@@ -249,6 +236,6 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
             _packed.packed_matmul(act, panels, dh)
         elif feature_major:
             np.matmul(weight_hh_t, act.T, out=dh_t)  # (H, N)
-            np.copyto(dh, dh_t.T)
+            transpose_into(dh_t, dh)
         else:
             np.matmul(act, weight_hh, out=dh)
