@@ -544,6 +544,15 @@ def test_activation_passes_equal_numpy_bit_for_bit(backend, dtype, contiguous):
                                        "sigmoid_backward": grad * y_sig * (1 - y_sig),
                                        "tanh_backward": grad * (1 - y_tanh ** 2)}[name],
                                    rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-7)
+    # Written over the upstream gradient or over y: the same numbers.
+    for name, backward, y_kept in (("sigmoid_backward", activations.sigmoid_backward, y_sig),
+                                   ("tanh_backward", activations.tanh_backward, y_tanh)):
+        expected = backward(grad, y_kept)
+        over_grad, over_y = grad.copy(), y_kept.copy()
+        assert backward(over_grad, y_kept, out=over_grad) is over_grad
+        assert backward(grad, over_y, out=over_y) is over_y
+        np.testing.assert_array_equal(over_grad, expected, err_msg=name + " over grad")
+        np.testing.assert_array_equal(over_y, expected, err_msg=name + " over y")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

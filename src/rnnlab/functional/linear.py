@@ -84,14 +84,15 @@ def linear_backward(grad_y: np.ndarray, cache, input_grad=True, grad_weight=None
 # The input gradient of a Linear that reads an activation's output h is taken a block of
 # rows at a time, each block's dL/dpre written over h's rows: then dL/dh never exists
 # whole next to h (a training step's peak drops by up to h's size). Up to 8 blocks of at
-# least 32 KiB each: smaller blocks cost more in calls than they save (an MLP step at
-# d=256, m=128 took 8 % longer with 16 KiB blocks; at m=512 the blocks made it faster).
-ROW_BLOCK_MIN_BYTES = 1 << 15
+# least 64 KiB each: a block costs ~5 µs in calls, while the work of 64 KiB of h takes
+# about as long; for h of 512 KiB the 8 blocks were faster than one (90 against 107 µs,
+# the blocks stay in cache), for 128 KiB two blocks cost 26 against 17 µs.
+ROW_BLOCK_MIN_BYTES = 1 << 16
 ROW_BLOCKS = 8
 
 
 def _row_blocks(h: np.ndarray, weight: np.ndarray) -> int:
-    """How many row blocks: up to 8 of at least 32 KiB, for a Linear with a small weight.
+    """How many row blocks: up to 8 of at least 64 KiB, for a Linear with a small weight.
 
     Each block's GEMM packs the whole weight again, so a large weight takes one block.
     """
