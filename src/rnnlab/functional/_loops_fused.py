@@ -95,17 +95,22 @@ def _feature_major_product(batch: int, hidden: int) -> bool:
     return 8 * batch <= hidden
 
 
+# Products a backward must run before its copy of W_hhᵀ pays (see _backward_feature_major).
+BACKWARD_FM_MIN_PRODUCTS = 8
+BACKWARD_FM_MIN_PRODUCTS_ONE_ROW = 32
+
+
 def _backward_feature_major(batch: int, hidden: int, products: int) -> bool:
     """Whether the backward's dh GEMM runs feature-major, W_hhᵀ · dpreᵀ -> (H, N).
 
     For the batches the forward also runs feature-major, OpenBLAS runs that product
     1.2-1.6x faster than dpre · W_hh, given a contiguous W_hhᵀ (N = 1-64,
-    H = 128-512, measured here). The copy of W_hhᵀ (0.6-1 ms at H = 512) is paid
-    back after ~15-25 products at N = 1 (40 µs saved per product) and ~4-12 at
-    N ≥ 2 (60-170 µs): steps measured 8 % slower at N = 1, T = 16, and 5-27 %
-    faster at N = 1, T = 64 and N = 32, T = 16-64.
+    H = 128-512, measured here). The copy of W_hhᵀ (~0.6 ms at H = 512) is paid
+    back after ~15 products at N = 1 (40 µs saved per product) and ~4-9 at N ≥ 2
+    (60-170 µs). Steps measured: 8 % slower at N = 1, T = 16 (before the copy took
+    register tiles); 2-6 % faster at N = 32, T = 16, and 5-27 % at T = 64.
     """
-    needed = 32 if batch == 1 else 16
+    needed = BACKWARD_FM_MIN_PRODUCTS_ONE_ROW if batch == 1 else BACKWARD_FM_MIN_PRODUCTS
     return products >= needed and _feature_major_product(batch, hidden)
 
 
