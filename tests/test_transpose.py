@@ -47,3 +47,21 @@ def test_add_transposed_equals_numpy(dtype):
         want = dst + (scale * src.T + bias)
         assert add_transposed(dst, src, scale, bias) is dst
         np.testing.assert_array_equal(dst, want, err_msg=f"{N}x{G}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_any_strides_take_the_scalar_loop(dtype):
+    """Column-strided or Fortran-ordered arrays: still the right numbers."""
+    from rnnlab.functional._transpose import add_transposed, transpose_into
+    rng = np.random.default_rng(107)
+    src = np.asfortranarray(rng.standard_normal((35, 20)).astype(dtype))
+    dst = np.empty((40, 35), dtype=dtype)[::2]  # rows 2 apart, unit column stride
+    np.testing.assert_array_equal(transpose_into(src, dst), src.T)
+    wide = rng.standard_normal((20, 70)).astype(dtype)
+    src_strided = wide[:, ::2]  # (20, 35), columns 2 apart
+    np.testing.assert_array_equal(transpose_into(src_strided, np.empty((35, 20), dtype)),
+                                  src_strided.T)
+    acc = rng.standard_normal((35, 20)).astype(dtype)
+    scale, bias = rng.standard_normal(20).astype(dtype), rng.standard_normal(20).astype(dtype)
+    want = acc + (scale * src_strided.T + bias)
+    np.testing.assert_array_equal(add_transposed(acc, src_strided, scale, bias), want)

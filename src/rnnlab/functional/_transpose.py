@@ -163,14 +163,20 @@ def _add_transposed_any(dst, src, scale, bias):
             d[k] += scale[k] * src[k, n] + bias[k]
 
 
+def _tiles_apply(*arrays) -> bool:
+    """Whether the register-tile kernels can take these arrays: float32, unit column stride."""
+    return all(a.dtype == np.float32 and a.strides[-1] == 4 for a in arrays)
+
+
 def add_transposed(dst: np.ndarray, src: np.ndarray, scale: np.ndarray,
                    bias: np.ndarray) -> np.ndarray:
     """dst (N, G) += scale ⊙ srcᵀ + bias, for src (G, N), scale and bias (G,); returns dst.
 
     Each element as ``dst[n, k] += scale[k] * src[k, n] + bias[k]``, in that order,
-    whichever path runs. dst and src with unit column stride; scale and bias contiguous.
+    whichever path runs: register tiles for float32 arrays with unit column
+    stride, a scalar loop otherwise.
     """
-    if all(a.dtype == np.float32 for a in (dst, src, scale, bias)):
+    if _tiles_apply(dst, src, scale, bias):
         _add_transposed_f32(dst, src, scale, bias)
     else:
         _add_transposed_any(dst, src, scale, bias)
@@ -178,12 +184,12 @@ def add_transposed(dst: np.ndarray, src: np.ndarray, scale: np.ndarray,
 
 
 def transpose_into(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """dst (C, R) = src (R, C)ᵀ and return dst. Both 2-D with unit column stride.
+    """dst (C, R) = src (R, C)ᵀ and return dst (both 2-D).
 
-    float32 goes through the register-tile kernel; any other dtype through a
-    scalar loop in tiles of the same size.
+    float32 with unit column stride goes through the register-tile kernel;
+    anything else through a scalar loop in tiles of the same size.
     """
-    if src.dtype == np.float32 and dst.dtype == np.float32:
+    if _tiles_apply(src, dst):
         _transpose_f32(src, dst)
     else:
         _transpose_any(src, dst)
