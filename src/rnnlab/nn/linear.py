@@ -81,7 +81,11 @@ class _Activation(Module):
         return self._forward(x, in_place=False)
 
     def backward(self, grad_out):
-        return self._backward(grad_out, in_place=False)
+        """grad_out (same shape as the output) -> dL/dx, a new array."""
+        require_cache(self._y, self)
+        check_array(grad_out, f"{type(self).__name__} grad_out", self._y.dtype, shape=self._y.shape)
+        y, self._y = self._y, None
+        return self._backward_fn(grad_out, y)
 
     def _forward(self, x, in_place):
         """``in_place``: write the output over x (for a caller that owns x and drops it)."""
@@ -106,13 +110,6 @@ class _Activation(Module):
         y, self._y = self._y, None
         return input_grad_through_activation(grad_linear_out, linear.weight.data, y,
                                              self._backward_fn)
-
-    def _backward(self, grad_out, in_place):
-        """``in_place``: write the input gradient over grad_out (the caller owns it)."""
-        require_cache(self._y, self)
-        check_array(grad_out, f"{type(self).__name__} grad_out", self._y.dtype, shape=self._y.shape)
-        y, self._y = self._y, None
-        return self._backward_fn(grad_out, y, out=grad_out if in_place else None)
 
 
 class Sigmoid(_Activation):
