@@ -591,22 +591,27 @@ def test_feature_major_backward_matches_torch(torch, dtype, N, T):
     _compare_params(torch, ours, theirs, dtype)
 
 
-@pytest.mark.parametrize("N,H", [(4, 64), (7, 64), (9, 80), (5, 16), (33, 64)])
+@pytest.mark.parametrize("N,H", [(4, 64), (7, 64), (9, 80), (5, 16), (33, 64), (80, 64),
+                                 (16, 256), (17, 256)])
 def test_packed_weight_products_match_torch(torch, N, H):
     """float32 LSTM steps whose recurrent products run on a weight packed once (_packed):
     4-row tiles plus leftover rows, forward only (H = 16, 80) or both directions (H = 64),
-    and a batch past the rule's limit (33 x 64 units: OpenBLAS), against torch."""
+    on one thread, or split over NumPy's BLAS threads (16-17 x 256: 2^22 multiply-adds),
+    and a batch past the one-thread rule's limit (80 x 64 units: OpenBLAS), against torch."""
     from rnnlab.functional import _loops_fused
     from rnnlab.functional.backend import numba_available, use_backend
     if not numba_available():
         pytest.skip("the packed products are compiled")
-    from rnnlab.functional import _packed
+    from rnnlab.functional import _blas_pool, _packed
     if not _packed.HOST_HAS_FMA:
         pytest.skip("the packed products are used on CPUs with FMA only")
-    forward = _loops_fused._packed_product(N, H, 4 * H, np.float32)
-    backward = _loops_fused._packed_product(N, H, H, np.float32)
-    assert forward == (N * H <= _loops_fused.PACKED_MAX_UNITS)
-    assert backward == (forward and H % 64 == 0)
+    forward = _loops_fused._product_threads(N, H, 4 * H, np.float32)
+    backward = _loops_fused._product_threads(N, H, H, np.float32)
+    pool = _blas_pool.threads()
+    pooled = pool > 1 and N * 4 * H * H >= _packed.POOL_MIN_MACS
+    expected = pool if pooled else int(N * H <= _loops_fused.PACKED_MAX_UNITS)
+    assert forward == expected
+    assert backward == (expected if H % 64 == 0 else 0)
     rng = np.random.default_rng(83 + N + H)
     T, I = 5, 6
     ours = nn.LSTM(I, H, bidirectional=True, dtype=np.float32, rng=rng)
@@ -629,22 +634,3 @@ def test_packed_weight_products_match_torch(torch, N, H):
     assert_close(grad_h0, st[0].grad.numpy(), np.float32, "grad h0")
     assert_close(grad_c0, st[1].grad.numpy(), np.float32, "grad c0")
     _compare_params(torch, ours, theirs, np.float32)
-
-
-def test_packed_matmul_matches_numpy():
-    """The packed product against float64 NumPy: random sizes, leftover rows, strided rows of A."""
-    from rnnlab.functional.backend import numba_available
-    if not numba_available():
-        pytest.skip("the packed products are compiled")
-    from rnnlab.functional import _packed
-    rng = np.random.default_rng(89)
-    for trial in range(40):
-        M, K, P = int(rng.integers(1, 41)), int(rng.integers(1, 300)), int(rng.integers(1, 5))
-        wide = rng.standard_normal((M, K + 5)).astype(np.float32)
-        a = wide[:, 2:2 + K]  # rows K + 5 apart
-        b = rng.standard_normal((K, 64 * P)).astype(np.float32)
-        panels = _packed.pack_columns(b) if trial % 2 else _packed.pack_transposed(b.T.copy())
-        out = np.full((M, 64 * P), np.nan, dtype=np.float32)
-        _packed.packed_matmul(a, panels, out)
-        want = a.astype(np.float64) @ b.astype(np.float64)
-        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -70,18 +70,28 @@ def _add_recurrent_and_bias(act, recur, scale, bias):
             a[k] += scale[k] * r[k] + bias[k]
 
 
-# The per-step products run on a weight packed once per sequence (see _packed), on one
-# core, for a batch of at least 4 rows (the microkernel's tile) and at most
-# PACKED_MAX_UNITS / H: there one core without repacking beats OpenBLAS's two cores
-# with it (1.2-4.6x, measured alternating with BLAS calls as in a step: see
-# benchmarks/packed_products.py); for larger products OpenBLAS's second core wins.
+# The per-step products run on a weight packed once per sequence (see _packed):
+# - on one core for a batch of at least 4 rows (the microkernel's tile) and at most
+#   PACKED_MAX_UNITS / H: there one core without repacking beats OpenBLAS's two cores
+#   with it (1.2-4.6x, measured alternating with BLAS calls as in a step);
+# - on OpenBLAS's own threads (see _blas_pool) for any larger product of at least
+#   _packed.POOL_MIN_MACS multiply-adds: as fast as OpenBLAS or faster in every cell
+#   measured (N = 16-256, H = 256-512, and N >= 64 at H = 128; 1.0-3.4x), since it
+#   packs once where OpenBLAS packs per call.
+# Elsewhere OpenBLAS runs them (see benchmarks/packed_products.py for the tables).
 PACKED_MAX_UNITS = 4096
 
 
-def _packed_product(batch: int, hidden: int, columns: int, dtype) -> bool:
-    """Whether a per-step product (batch × hidden units, ``columns`` outputs) runs in :mod:`._packed`."""
-    return (_packed.ROWS <= batch and batch * hidden <= PACKED_MAX_UNITS
-            and _packed.usable(batch, columns, dtype))
+def _product_threads(batch: int, hidden: int, columns: int, dtype) -> int:
+    """How a per-step product (batch × hidden units, ``columns`` outputs) runs:
+    0 for OpenBLAS, else the threads of :func:`._packed.packed_matmul`."""
+    if not (_packed.ROWS <= batch and _packed.usable(batch, columns, dtype)):
+        return 0
+    inner = 4 * hidden * hidden // columns  # H for the forward (4H columns), 4H for the backward
+    threads = _packed.pool_threads(batch, inner, columns)
+    if threads > 1:
+        return threads
+    return 1 if batch * hidden <= PACKED_MAX_UNITS else 0
 
 
 def _feature_major_product(batch: int, hidden: int) -> bool:
@@ -189,7 +199,7 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
     scale = input_row_scale(G, gates.dtype)
     bias = np.zeros(G, dtype=gates.dtype) if bias is None else bias * scale
     products = T - 1 if zero_start else T  # recurrent products to run; none at T=1 from zero
-    packed = products > 0 and _packed_product(N, G // 4, G, gates.dtype)
+    packed = _product_threads(N, G // 4, G, gates.dtype) if products > 0 else 0
     if packed:
         panels = _packed.pack_transposed(weight_hh)  # W_hhᵀ, packed once for all steps
     feature_major = not packed and _feature_major_product(N, G // 4)
@@ -199,7 +209,7 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
         if not k and zero_start:  # a zero initial state adds nothing
             act += bias
         elif packed:
-            _packed.packed_matmul(h_prev[t], panels, recur)  # (N, 4H)
+            _packed.packed_matmul(h_prev[t], panels, recur, packed)  # (N, 4H)
             _add_recurrent_and_bias(act, recur, scale, bias)
         elif feature_major:
             np.matmul(weight_hh, h_prev[t].T, out=recur)  # (4H, N)
@@ -221,7 +231,7 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
     half = gates.dtype.type(0.5)
     no_grad = np.zeros((1, 1), dtype=gates.dtype)
     products = T if last_dh else T - 1  # dh GEMMs to run
-    packed = products > 0 and _packed_product(N, G // 4, G // 4, gates.dtype)
+    packed = _product_threads(N, G // 4, G // 4, gates.dtype) if products > 0 else 0
     if packed:
         panels = _packed.pack_columns(weight_hh)  # W_hh (4H, H), packed once for all steps
     feature_major = not packed and _backward_feature_major(N, G // 4, products)
@@ -238,7 +248,7 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
         if not last_dh and k == T - 1:
             continue
         if packed:
-            _packed.packed_matmul(act, panels, dh)
+            _packed.packed_matmul(act, panels, dh, packed)
         elif feature_major:
             np.matmul(weight_hh_t, act.T, out=dh_t)  # (H, N)
             transpose_into(dh_t, dh)

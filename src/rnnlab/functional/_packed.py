@@ -16,19 +16,23 @@ because numba alone keeps such accumulators in memory (measured: 75 against
 225-300 GFLOP/s on two threads). K is walked in blocks of 128, so that a block
 of the panel (32 KiB) stays in L1 while the row tiles pass over it.
 
-It runs on one thread. On two (numba's ``prange``) it was 2x faster than
-OpenBLAS in isolation, but 1.3-3x *slower* inside a training step: OpenBLAS's
-idle worker spins on the second core for ~0.13 s after every BLAS call of the
-step, and the second numba thread fought it for that core at every step. On
-one core it still beats OpenBLAS's two for small products, where OpenBLAS's
-per-call packing dominates: (32 × 128)·(128 × 512) 27 against 45 µs,
-(8 × 512)·(512 × 2048) 213 against 319 µs, measured alternating with BLAS
-calls as in a step (the rule that picks it is in :mod:`._loops_fused`).
+Threads: a product of at least ``POOL_MIN_MACS`` multiply-adds is split by
+panels over OpenBLAS's own threads (:mod:`._blas_pool`), which are awake
+anyway between the BLAS calls of a step. A second thread pool does not work
+here: numba's ``prange`` was 2x faster than OpenBLAS in isolation but
+1.3-3x *slower* inside a step, where OpenBLAS's idle worker spins on the
+other core for ~0.1 s after every BLAS call and fought numba's thread for
+it. Smaller products run on the calling thread, where one core without
+repacking still beats OpenBLAS's two with it: (32 × 128)·(128 × 512) 27
+against 45 µs. ``benchmarks/packed_products.py`` prints the table (the
+rules that pick each way are in :mod:`._loops_fused`).
 
 Only float32 (the vector width is fixed); callers check :func:`usable`.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import numba as nb
 import numpy as np
@@ -36,7 +40,9 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["COLS", "usable", "pack_columns", "pack_transposed", "packed_matmul"]
+from ._transpose import _transpose_f32
+
+__all__ = ["COLS", "usable", "pack_columns", "pack_transposed", "packed_matmul", "pool_threads"]
 
 ROWS, COLS = 4, 64  # the microkernel's tile
 KC = 128  # K block: 128 × 64 float32 = 32 KiB of a panel, kept in L1
@@ -114,19 +120,26 @@ _jit = nb.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @_jit
-def _matmul(a, panels, c):
-    M, K = a.shape
-    P = panels.shape[0]
-    lda, ldc = a.strides[0] // 4, c.strides[0] // 4
-    a_base, p_base, c_base = a.ctypes.data, panels.ctypes.data, c.ctypes.data
-    full = M - M % ROWS
-    for p in range(P):
+def _tiles(a_base, lda, p_base, c_base, ldc, rows, K, first, last):
+    """C[0:rows, panels first..last) = A[0:rows] · those panels; rows a multiple of 4.
+
+    Addresses in bytes, strides in floats: the pooled job (below) has only
+    addresses. Each panel's columns are written by this call alone.
+    """
+    for p in range(first, last):
         for k0 in range(0, K, KC):
             k_len = min(KC, K - k0)
-            for r0 in range(0, full, ROWS):
+            for r0 in range(0, rows, ROWS):
                 _microkernel(a_base + (r0 * lda + k0) * 4, lda, p_base + (p * K + k0) * COLS * 4,
                              c_base + (r0 * ldc + p * COLS) * 4, ldc, k_len, k0)
-        for r in range(full, M):
+
+
+@_jit
+def _leftover_rows(a, panels, c, start):
+    """C[start:] = A[start:] · B, row by row: the rows after the last whole 4-row tile."""
+    P, K, _ = panels.shape
+    for r in range(start, a.shape[0]):
+        for p in range(P):
             row = c[r, p * COLS:(p + 1) * COLS]
             row[:] = 0
             for k in range(K):
@@ -137,13 +150,20 @@ def _matmul(a, panels, c):
 
 
 @_jit
+def _matmul(a, panels, c):
+    M, K = a.shape
+    full = M - M % ROWS
+    _tiles(a.ctypes.data, a.strides[0] // 4, panels.ctypes.data, c.ctypes.data, c.strides[0] // 4,
+           full, K, 0, panels.shape[0])
+    _leftover_rows(a, panels, c, full)
+
+
+@_jit
 def _pack_transposed(w, panels):
-    P, K, _ = panels.shape
-    for p in range(P):
-        for j in range(COLS):
-            w_row = w[p * COLS + j]
-            for k in range(K):
-                panels[p, k, j] = w_row[k]
+    # Each panel is the transpose of 64 rows of W, taken in 16 × 16 register tiles:
+    # 4x faster than a scalar loop (0.59 against 2.35 ms for a 2048 × 512 W_hh).
+    for p in range(panels.shape[0]):
+        _transpose_f32(w[p * COLS:(p + 1) * COLS], panels[p])
 
 
 def _host_has_fma() -> bool:
@@ -180,10 +200,57 @@ def pack_transposed(w: np.ndarray) -> np.ndarray:
     return panels
 
 
-def packed_matmul(a: np.ndarray, panels: np.ndarray, out: np.ndarray) -> np.ndarray:
+# A product runs on OpenBLAS's threads (see _blas_pool) from this many multiply-adds,
+# M·K·(P·64): 2^22 is (16 × 256)·(256 × 1024). Handing a job to the pool costs ~10 µs;
+# below this the one-core kernel was as fast or faster (measured N = 4-256,
+# H = 128-512, both directions of the LSTM's products: benchmarks/packed_products.py).
+POOL_MIN_MACS = 1 << 22
+
+
+def pool_threads(rows: int, inner: int, columns: int) -> int:
+    """The threads :func:`packed_matmul` should take for (rows × inner)·(inner × columns):
+    OpenBLAS's thread count for a product of at least ``POOL_MIN_MACS`` and two panels
+    to split, else 1."""
+    if rows < ROWS or columns < 2 * COLS or rows * inner * columns < POOL_MIN_MACS:
+        return 1
+    from . import _blas_pool
+    return _blas_pool.threads()
+
+
+@lru_cache(maxsize=None)
+def _pool_job():
+    """The compiled job that runs panels [first, first + m) of a product on one pool thread.
+
+    Its context c is int64 [shift, A, lda, panels, C, ldc, rows, K] (see _blas_pool)."""
+    from numba import carray
+
+    from ._blas_pool import job_signature
+
+    @nb.cfunc(job_signature(), nopython=True, cache=True)
+    def job(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
+        ctx = carray(c, (8,), np.int64)
+        first = a >> ctx[0]
+        _tiles(ctx[1], ctx[2], ctx[3], ctx[4], ctx[5], ctx[6], ctx[7], first, first + m)
+
+    return job
+
+
+def packed_matmul(a: np.ndarray, panels: np.ndarray, out: np.ndarray, threads: int = 1) -> np.ndarray:
     """out (M, P·64) = a (M, K) · B, with B packed by :func:`pack_columns` or :func:`pack_transposed`.
 
-    float32; a and out with unit column stride (rows may be strided).
+    float32; a and out with unit column stride (rows may be strided). With
+    ``threads`` > 1 (from :func:`pool_threads`) the panels are split over
+    OpenBLAS's threads; each output element is computed the same way either
+    way, so the result is the same bit for bit.
     """
-    _matmul(a, panels, out)
+    if threads < 2:
+        _matmul(a, panels, out)
+        return out
+    from . import _blas_pool
+    M, K = a.shape
+    full = M - M % ROWS
+    context = np.array([0, a.ctypes.data, a.strides[0] // 4, panels.ctypes.data, out.ctypes.data,
+                        out.strides[0] // 4, full, K], dtype=np.int64)
+    _blas_pool.run(_pool_job().address, panels.shape[0], context, threads)
+    _leftover_rows(a, panels, out, full)
     return out

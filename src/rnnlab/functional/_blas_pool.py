@@ -1,0 +1,154 @@
+"""Run a compiled job on NumPy's own BLAS threads: OpenBLAS's thread pool.
+
+Why: a training step alternates the per-step products of a recurrent loop
+with large BLAS calls (the input projection, the weight gradients). After
+every multi-threaded call OpenBLAS's idle worker spins on the other core for
+~0.1 s, so a second thread pool (numba's OpenMP, Python threads) fights it
+for that core and loses: measured 1.3-15x *slower* products. The products
+can use both cores only on OpenBLAS's own workers, which are awake then.
+
+How: OpenBLAS exports ``blas_level1_thread``, which its level-1 routines use
+to split ``m`` parts of a job over its threads. It calls the job once per
+thread as ``job(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb)`` (the "legacy"
+real-precision convention), with ``m`` the thread's count of parts and ``a``
+advanced by ``lda`` elements per part. With ``a = 0`` and ``lda = 1``, ``a``
+is the thread's first part times the element size; :func:`run` passes the
+log2 of that size to the job as ``c[0]``, so that the job's parts are
+``[a >> c[0], (a >> c[0]) + m)``. The rest of ``c`` is the job's own context.
+
+This is OpenBLAS's internal interface, not its public API, so it is checked
+before use: :func:`threads` runs a probe job once and returns 1 (no pool)
+unless the probe saw exactly the calls it expects. NumPy built on another
+BLAS, or an OpenBLAS without ``blas_level1_thread``, likewise gets 1. A job
+that returns means every part ran; results do not depend on the thread count
+when each part writes only its own output.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+import numpy as np
+
+__all__ = ["job_signature", "threads", "run"]
+
+_lock = threading.Lock()
+# Filled once: "controller" (threadpoolctl's, or None), then "entry", "mode", "shift",
+# "alpha" when the probe passed, or "failed" when it did not.
+_state: dict = {}
+
+
+def job_signature():
+    """The numba signature of a job: ``void(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb)``."""
+    from numba import types
+    return types.void(types.int64, types.int64, types.int64, types.float32, types.int64, types.int64,
+                      types.voidptr, types.int64, types.voidptr, types.int64, types.voidptr)
+
+
+def _numpy_openblas():
+    """threadpoolctl's controller of the OpenBLAS that NumPy's matmul calls, or None.
+
+    A wheel of NumPy carries its own copy in ``numpy.libs`` (SciPy carries
+    another, with its own threads, in ``scipy.libs``: taking that one would
+    leave both pools spinning on the cores). A NumPy built against a system
+    OpenBLAS is served when that is the only OpenBLAS loaded.
+    """
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover - a dependency of rnnlab
+        return None
+    candidates = [c for c in ThreadpoolController().lib_controllers
+                  if c.internal_api == "openblas" and getattr(c, "threading_layer", "") == "pthreads"]
+    numpy_dir = os.path.realpath(os.path.dirname(np.__file__))  # .../numpy; its libs: .../numpy.libs
+    own = [c for c in candidates
+           if os.path.realpath(c.filepath).startswith((numpy_dir + os.sep, numpy_dir + ".libs" + os.sep))]
+    if len(own) == 1:
+        return own[0]
+    return candidates[0] if not own and len(candidates) == 1 else None
+
+
+def _probe_job():
+    """A job that records, for each thread, its ``a`` and ``n·1000 + k`` at index ``m``."""
+    import numba as nb
+    from numba import carray
+
+    @nb.cfunc(job_signature(), nopython=True, cache=True)
+    def probe(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
+        log = carray(c, (8,), np.int64)
+        if 0 < m < 4:
+            log[m] = a
+            log[4 + m] = n * 1000 + k
+
+    return probe
+
+
+def _bind(controller):
+    """The entry point and the checked calling convention, or None."""
+    lib = controller.dynlib
+    try:
+        entry = lib.blas_level1_thread
+    except AttributeError:
+        return None
+    entry.restype = ctypes.c_int
+    entry.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                      ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                      ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
+    alpha = np.zeros(2, dtype=np.float64)  # read (not used) by OpenBLAS: must be a valid address
+    probe = _probe_job()
+    log = np.zeros(8, dtype=np.int64)
+    # Single real precision is 0x2 since OpenBLAS grew bfloat16 types (0.3.10), 0x0 before.
+    for mode in (0x2, 0x0):
+        log[:] = 0
+        # 3 parts on 2 threads: 2 parts from a = 0, then 1 part from a = 2 elements.
+        entry(mode, 3, 7, 5, alpha.ctypes.data, None, 1, None, 0, log.ctypes.data, 0,
+              probe.address, 2)
+        size = int(log[1]) // 2
+        if (log[2] == 0 and log[5] == 7005 and log[6] == 7005 and size in (4, 8)
+                and not log[3] and not log[7]):
+            return {"entry": entry, "mode": mode, "shift": size.bit_length() - 1, "alpha": alpha,
+                    "probe": probe}
+    return None
+
+
+def threads() -> int:
+    """How many threads :func:`run` splits a job over: OpenBLAS's current thread count
+    (it follows ``threadpoolctl.threadpool_limits``), or 1 without a usable pool."""
+    if "controller" not in _state:
+        with _lock:
+            if "controller" not in _state:
+                _state["controller"] = _numpy_openblas()
+    controller = _state["controller"]
+    if controller is None or "failed" in _state:
+        return 1
+    count = controller.get_num_threads()
+    if count < 2:
+        return 1
+    if "entry" not in _state:
+        # Probed only now: seeing the stride of ``a`` takes 2 threads, and asking OpenBLAS for
+        # more threads than its pool has is not safe.
+        with _lock:
+            if "entry" not in _state and "failed" not in _state:
+                bound = _bind(controller)
+                _state.update(bound if bound is not None else {"failed": True})
+        if "failed" in _state:
+            return 1
+    return count
+
+
+def run(job_address: int, parts: int, context: np.ndarray, count: int) -> None:
+    """Run the job at ``job_address`` over ``parts`` parts on ``count`` threads.
+
+    ``count`` must come from :func:`threads` (> 1: the pool was probed).
+    context: C-contiguous int64 array; its element 0 is set to the shift that
+    turns the job's ``a`` into its first part (see the module docstring). It
+    must stay alive until this returns, as it does.
+    """
+    if "entry" not in _state or count < 2:
+        raise RuntimeError(f"no BLAS thread pool to run on (count={count}); ask threads() first")
+    if context.dtype != np.int64 or not context.flags.c_contiguous:
+        raise TypeError(f"context must be a C-contiguous int64 array, got {context.dtype}")
+    context[0] = _state["shift"]
+    _state["entry"](_state["mode"], parts, 0, 0, _state["alpha"].ctypes.data, None, 1, None, 0,
+                    context.ctypes.data, 0, job_address, count)

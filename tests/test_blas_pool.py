@@ -1,0 +1,116 @@
+"""Products on NumPy's own BLAS threads (rnnlab.functional._blas_pool) and the packed
+kernel run on them: which library is taken, the thread count it follows, and results
+the same bit for bit as on one thread, for random shapes."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from rnnlab.functional.backend import numba_available
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="the pool's jobs are compiled")
+
+
+def _numpy_openblas_path():
+    """The path of NumPy's bundled OpenBLAS (pthreads), or None."""
+    numpy_dir = os.path.realpath(os.path.dirname(np.__file__))
+    for info in threadpool_info():
+        path = os.path.realpath(info["filepath"])
+        if (info["internal_api"] == "openblas" and info.get("threading_layer") == "pthreads"
+                and path.startswith((numpy_dir + os.sep, numpy_dir + ".libs" + os.sep))):
+            return path
+    return None
+
+
+needs_pool = pytest.mark.skipif(
+    _numpy_openblas_path() is None or (os.cpu_count() or 1) < 2,
+    reason="needs NumPy's own pthreads OpenBLAS and two CPUs")
+
+
+@needs_pool
+def test_the_pool_is_numpys_openblas_even_beside_scipys():
+    """SciPy's wheel loads a second OpenBLAS with its own threads; the pool must be
+    NumPy's, or both libraries' workers spin on the cores (steps 2-3x slower)."""
+    pytest.importorskip("scipy.linalg")  # loads SciPy's OpenBLAS first
+    from rnnlab.functional import _blas_pool
+    with threadpool_limits(2):
+        assert _blas_pool.threads() == 2
+    chosen = os.path.realpath(_blas_pool._state["controller"].filepath)
+    assert chosen == _numpy_openblas_path()
+    assert _blas_pool._state["shift"] == 2  # parts are counted in 4-byte elements
+
+
+@needs_pool
+def test_threads_follow_threadpool_limits():
+    from rnnlab.functional import _blas_pool
+    with threadpool_limits(1):
+        assert _blas_pool.threads() == 1
+    with threadpool_limits(2):
+        assert _blas_pool.threads() == 2
+
+
+@needs_pool
+def test_run_asks_for_a_probed_pool():
+    from rnnlab.functional import _blas_pool
+    with threadpool_limits(2):
+        _blas_pool.threads()
+    context = np.zeros(8, dtype=np.int64)
+    with pytest.raises(RuntimeError, match="no BLAS thread pool"):
+        _blas_pool.run(0, 4, context, 1)
+    with pytest.raises(TypeError, match="int64"):
+        _blas_pool.run(0, 4, context.astype(np.int32), 2)
+
+
+def test_packed_product_on_one_and_on_pool_threads():
+    """The packed product against float64 NumPy, and split over the BLAS threads the same
+    bit for bit as on one: random sizes, leftover rows (M % 4), K across the 128-block,
+    1-40 panels (fewer than threads included), strided rows of A; NaN-filled outputs catch
+    a panel that no thread wrote."""
+    from rnnlab.functional import _blas_pool, _packed
+    if not _packed.HOST_HAS_FMA:
+        pytest.skip("the packed products are used on CPUs with FMA only")
+    rng = np.random.default_rng(131)
+    with threadpool_limits(2):
+        pool = _blas_pool.threads()
+        for trial in range(30):
+            M, K, P = int(rng.integers(1, 70)), int(rng.integers(1, 600)), int(rng.integers(1, 41))
+            wide = rng.standard_normal((M, K + 3)).astype(np.float32)
+            a = wide[:, 1:1 + K]  # rows K + 3 apart
+            b = rng.standard_normal((K, 64 * P)).astype(np.float32)
+            panels = _packed.pack_columns(b) if trial % 2 else _packed.pack_transposed(b.T.copy())
+            one = np.full((M, 64 * P), np.nan, dtype=np.float32)
+            _packed.packed_matmul(a, panels, one, threads=1)
+            want = a.astype(np.float64) @ b.astype(np.float64)
+            np.testing.assert_allclose(one, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+            if pool > 1:
+                split = np.full_like(one, np.nan)
+                _packed.packed_matmul(a, panels, split, threads=pool)
+                np.testing.assert_array_equal(split, one, err_msg=f"M={M} K={K} P={P}")
+
+
+@needs_pool
+def test_pool_threads_rule():
+    """Two threads from POOL_MIN_MACS multiply-adds, with a whole 4-row tile and two panels."""
+    from rnnlab.functional import _packed
+    with threadpool_limits(2):
+        assert _packed.pool_threads(16, 256, 1024) == 2  # 2^22
+        assert _packed.pool_threads(16, 256, 1023) == 1
+        assert _packed.pool_threads(3, 4096, 4096) == 1  # no whole tile
+        assert _packed.pool_threads(4096, 4096, 64) == 1  # one panel: nothing to split
+    with threadpool_limits(1):
+        assert _packed.pool_threads(64, 512, 2048) == 1
+
+
+def test_pack_transposed_equals_numpy():
+    """The tiled packing of Wᵀ: panel p holds columns 64p..64p+63 of Wᵀ, bit for bit."""
+    from rnnlab.functional import _packed
+    rng = np.random.default_rng(137)
+    for rows, K in [(64, 1), (128, 17), (256, 130), (64 * 5, 33)]:
+        w = rng.standard_normal((rows, K)).astype(np.float32)
+        panels = _packed.pack_transposed(w)
+        want = w.T.reshape(K, rows // 64, 64).transpose(1, 0, 2)
+        np.testing.assert_array_equal(panels, want)
