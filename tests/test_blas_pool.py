@@ -114,3 +114,68 @@ def test_pack_transposed_equals_numpy():
         panels = _packed.pack_transposed(w)
         want = w.T.reshape(K, rows // 64, 64).transpose(1, 0, 2)
         np.testing.assert_array_equal(panels, want)
+
+
+def _count_pool_runs(monkeypatch):
+    """Count the jobs handed to the pool (so that a test knows the split path ran)."""
+    from rnnlab.functional import _blas_pool
+    runs = []
+    real = _blas_pool.run_chunks
+
+    def counting(*args, **kwargs):
+        runs.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_blas_pool, "run_chunks", counting)
+    return runs
+
+
+SGD_SETTINGS = [dict(), dict(momentum=0.9), dict(momentum=0.9, nesterov=True, weight_decay=0.01),
+                dict(momentum=0.5, dampening=0.3, weight_decay=0.1)]
+
+
+@needs_pool
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("settings", SGD_SETTINGS, ids=lambda s: ",".join(s) or "plain")
+def test_sgd_update_on_the_pool_equals_one_thread(monkeypatch, dtype, settings):
+    """A parameter of >= MIN_ELEMENTS is updated in chunks on the BLAS threads: three steps
+    (the first creates the momentum buffer) give the same bits as on one thread."""
+    from rnnlab.nn.module import Parameter
+    from rnnlab.optim import SGD
+    runs = _count_pool_runs(monkeypatch)
+    rng = np.random.default_rng(139)
+    start = rng.standard_normal((513, 523)).astype(dtype)  # 268299 elements: chunk edges inside rows
+    grads = [rng.standard_normal(start.shape).astype(dtype) for _ in range(3)]
+    results = []
+    for limit in (1, 2):
+        param = Parameter(start.copy())
+        optimizer = SGD([param], lr=0.1, **settings)
+        with threadpool_limits(limit):
+            for grad in grads:
+                param.grad[...] = grad
+                optimizer.step()
+        results.append(param.data)
+    np.testing.assert_array_equal(results[1], results[0])
+    assert len(runs) == (2 if settings.get("momentum") else 3)  # the first momentum step is NumPy's
+    assert not np.array_equal(results[1], start)
+
+
+@needs_pool
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("add", [False, True])
+def test_outer_product_on_the_pool_equals_one_thread(monkeypatch, dtype, add):
+    from rnnlab.functional._rank1 import outer_into
+    runs = _count_pool_runs(monkeypatch)
+    rng = np.random.default_rng(149)
+    for rows, columns in [(512, 4096), (17, 20000), (1000, 333)]:
+        a, b = rng.standard_normal(rows).astype(dtype), rng.standard_normal(columns).astype(dtype)
+        start = rng.standard_normal((rows, columns)).astype(dtype)
+        results = []
+        for limit in (1, 2):
+            grad = start.copy()
+            with threadpool_limits(limit):
+                outer_into(grad, a, b, add)
+            results.append(grad)
+        np.testing.assert_array_equal(results[1], results[0])
+        np.testing.assert_allclose(results[1], start * add + np.outer(a, b), rtol=1e-6)
+    assert runs == [512, 17, 1000]

@@ -333,8 +333,10 @@ class SGD(Optimizer):
                     and (buf is None or buf.flags.c_contiguous):  # reshape(-1) must be a view
                 # One compiled pass instead of 2-6 NumPy passes over the parameter.
                 c = d.dtype.type  # float32 constants keep float32 arithmetic, as NumPy does
-                fused(d.reshape(-1), g.reshape(-1), s.reshape(-1) if buf is None else buf.reshape(-1),
-                      c(lr), c(momentum), c(1 - dampening), c(weight_decay), nesterov)
+                flat = (d.reshape(-1), g.reshape(-1), s.reshape(-1) if buf is None else buf.reshape(-1))
+                hyper = (c(lr), c(momentum), c(1 - dampening), c(weight_decay))
+                if not _pooled_sgd(flat, hyper, nesterov):
+                    fused(*flat, *hyper, nesterov)
                 continue
 
             if weight_decay != 0:
@@ -394,6 +396,60 @@ def _build_fused_sgd():
             d[i] = d[i] - lr * gi
 
     return sgd_update
+
+
+def _build_pooled_sgd():
+    """Jobs (one per float dtype) running the fused SGD update over a chunk of a parameter on
+    one of NumPy's BLAS threads (see rnnlab.functional._blas_pool)."""
+    import numba
+    from numba import carray
+
+    from rnnlab.functional._blas_pool import job_helpers, job_signature
+
+    pointer, chunk_range = job_helpers()
+    sgd_update = _fused_sgd_kernel()
+
+    def build(dtype):
+        @numba.cfunc(job_signature(), nopython=True)
+        def job(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
+            ctx = carray(c, (9,), np.int64)  # [shift, size, chunk, d, g, buf, hyper, nesterov, -]
+            lo, hi = chunk_range(ctx, a, m)
+            size = ctx[1]
+            d = carray(pointer(ctx[3], dtype), (size,))
+            g = carray(pointer(ctx[4], dtype), (size,))
+            buf = carray(pointer(ctx[5], dtype), (size,))
+            h = carray(pointer(ctx[6], dtype), (4,))  # lr, momentum, 1 - dampening, weight_decay
+            sgd_update(d[lo:hi], g[lo:hi], buf[lo:hi], h[0], h[1], h[2], h[3], ctx[7] != 0)
+
+        return job
+
+    return {np.dtype(np.float32): build(np.float32), np.dtype(np.float64): build(np.float64)}
+
+
+_pooled_sgd_jobs = lazy_kernel(_build_pooled_sgd)
+
+
+def _pooled_sgd(flat, hyper, nesterov) -> bool:
+    """The fused update of one parameter split over NumPy's BLAS threads, if it is large
+    enough to pay (``MIN_ELEMENTS``) and there is a pool; False when it did not run.
+
+    flat: (d, g, buf) C-contiguous 1-D views of one dtype; hyper: (lr, momentum,
+    1 - dampening, weight_decay) scalars of that dtype. Each element is updated by the
+    same compiled code as on one thread, so the result is the same bit for bit.
+    """
+    from rnnlab.functional import _blas_pool
+    d = flat[0]
+    if d.size < _blas_pool.MIN_ELEMENTS:
+        return False
+    count = _blas_pool.threads()
+    jobs = _pooled_sgd_jobs() if count > 1 else None
+    if jobs is None or d.dtype not in jobs:
+        return False
+    hyper_array = np.array(hyper, dtype=d.dtype)  # alive until run_chunks returns
+    _blas_pool.run_chunks(jobs[d.dtype].address, d.size,
+                          [a.ctypes.data for a in flat] + [hyper_array.ctypes.data, int(nesterov), 0],
+                          count)
+    return True
 
 
 # The compiled one-pass SGD update when numba is installed (and allowed), else None.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _blas_pool
 from .backend import lazy_kernel
 
 
@@ -36,10 +37,53 @@ def _build():
 _kernel = lazy_kernel(_build)
 
 
+def _build_pooled():
+    """Jobs (one per float dtype) writing a chunk of rows of the outer product on one of
+    NumPy's BLAS threads (see _blas_pool)."""
+    import numba
+    from numba import carray
+
+    from ._blas_pool import job_helpers, job_signature
+
+    pointer, chunk_range = job_helpers()
+    kernel = _kernel()
+
+    def build(dtype):
+        @numba.cfunc(job_signature(), nopython=True)
+        def job(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
+            ctx = carray(c, (8,), np.int64)  # [shift, rows, chunk, a, b, grad, columns, add]
+            lo, hi = chunk_range(ctx, a, m)
+            rows, columns = ctx[1], ctx[6]
+            a_vec = carray(pointer(ctx[3], dtype), (rows,))
+            b_vec = carray(pointer(ctx[4], dtype), (columns,))
+            grad = carray(pointer(ctx[5], dtype), (rows, columns))
+            kernel(a_vec[lo:hi], b_vec, grad[lo:hi], ctx[7] != 0)
+
+        return job
+
+    return {np.dtype(np.float32): build(np.float32), np.dtype(np.float64): build(np.float64)}
+
+
+_pooled_jobs = lazy_kernel(_build_pooled)
+
+
 def outer_into(grad: np.ndarray, a: np.ndarray, b: np.ndarray, add: bool) -> None:
-    """grad (P, Q) += a ⊗ b if ``add``, else grad = a ⊗ b; a (P,), b (Q,), same dtype as grad."""
+    """grad (P, Q) += a ⊗ b if ``add``, else grad = a ⊗ b; a (P,), b (Q,), same dtype as grad.
+
+    From ``_blas_pool.MIN_ELEMENTS`` elements the rows are split over NumPy's BLAS
+    threads (the pass is memory-bound: 2 threads write 8 MB in ~0.2 against ~0.35 ms);
+    every element is computed by the same compiled code either way.
+    """
     kernel = _kernel()
     if kernel is not None and grad.flags.c_contiguous:
+        if grad.size >= _blas_pool.MIN_ELEMENTS and a.flags.c_contiguous and b.flags.c_contiguous:
+            count = _blas_pool.threads()
+            jobs = _pooled_jobs() if count > 1 else None
+            if jobs is not None and grad.dtype in jobs:
+                _blas_pool.run_chunks(jobs[grad.dtype].address, grad.shape[0],
+                                      [a.ctypes.data, b.ctypes.data, grad.ctypes.data, grad.shape[1],
+                                       int(add)], count)
+                return
         kernel(a, b, grad, add)
     elif add:
         grad += a[:, None] * b[None, :]
