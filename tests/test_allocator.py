@@ -16,11 +16,12 @@ from rnnlab.allocator import _glibc, reuse_freed_memory
 _CHILD = textwrap.dedent("""
     import resource, sys
     import numpy as np
-    if sys.argv[1] == "tuned":
-        from rnnlab.allocator import reuse_freed_memory
-        assert reuse_freed_memory()
+    from rnnlab.allocator import reuse_freed_memory
+    if sys.argv[1] != "default":
+        assert reuse_freed_memory(large_blocks=sys.argv[1] == "large")
+    shape = (256, 512) if sys.argv[2] == "small" else (256, 64 * 1024)
     def step():
-        buffers = [np.ones((256, 512), np.float32) for _ in range(6)]  # 6 x 512 KiB
+        buffers = [np.ones(shape, np.float32) for _ in range(6)]  # 6 x 512 KiB or 6 x 64 MiB
         return sum(float(b[0, 0]) for b in buffers)
     for _ in range(5):
         step()
@@ -31,8 +32,8 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def _faults_per_step(mode: str) -> float:
-    out = subprocess.run([sys.executable, "-c", _CHILD, mode], check=True, capture_output=True,
+def _faults_per_step(mode: str, size: str = "small") -> float:
+    out = subprocess.run([sys.executable, "-c", _CHILD, mode, size], check=True, capture_output=True,
                          text=True, timeout=120)
     return float(out.stdout.strip())
 
@@ -46,9 +47,19 @@ def test_reused_buffers_do_not_page_fault():
     assert tuned < 4, tuned
 
 
+@pytest.mark.skipif(_glibc() is None, reason="mallopt thresholds are a glibc feature")
+def test_large_blocks_are_reused_only_when_asked():
+    """Blocks above glibc's 32 MiB mmap cap are mapped anew each step unless large_blocks."""
+    tuned, large = _faults_per_step("tuned", "large"), _faults_per_step("large", "large")
+    assert tuned > 6 * 32, tuned  # at least one fault per 2 MiB (a huge page) of each buffer
+    assert large < 4, large
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2 ** 31, 1.5, True, "32M"])
 def test_bad_thresholds_are_refused(bad):
     with pytest.raises(ValueError, match="bytes"):
         reuse_freed_memory(mmap_threshold=bad)
     with pytest.raises(ValueError, match="bytes"):
         reuse_freed_memory(trim_threshold=bad)
+    with pytest.raises(TypeError, match="large_blocks"):
+        reuse_freed_memory(large_blocks="yes")

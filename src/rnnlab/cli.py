@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    reuse_freed_memory()  # steps reuse their buffers instead of page-faulting (see allocator.py)
+    # Steps reuse their buffers, large ones included, instead of page-faulting (see allocator.py).
+    reuse_freed_memory(large_blocks=True)
     try:
         return int(args.run(args) or 0)
     except CommandError as exc:
