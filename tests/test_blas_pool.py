@@ -179,3 +179,42 @@ def test_outer_product_on_the_pool_equals_one_thread(monkeypatch, dtype, add):
         np.testing.assert_array_equal(results[1], results[0])
         np.testing.assert_allclose(results[1], start * add + np.outer(a, b), rtol=1e-6)
     assert runs == [512, 17, 1000]
+
+
+@needs_pool
+@pytest.mark.parametrize("reverse,grad_output_dtype,N", [(False, None, 256), (True, np.float32, 260),
+                                                         (False, np.float64, 256)])
+def test_lstm_passes_on_the_pool_equal_one_thread(monkeypatch, reverse, grad_output_dtype, N):
+    """From POOL_MIN_UNITS (batch × hidden) a fused LSTM step runs its compiled elementwise
+    passes in row chunks on the BLAS threads: outputs, states and every gradient the same
+    bit for bit as with them on the calling thread (260 rows: a chunk that is not whole).
+    A float64 grad_output keeps the backward's gate gradients on the calling thread (the
+    job reads float32 rows)."""
+    from rnnlab.functional import _loops_fused
+    from rnnlab.functional import recurrent as R
+    from rnnlab.functional.backend import use_backend
+    runs = _count_pool_runs(monkeypatch)
+    rng = np.random.default_rng(151 + N)
+    T, I, H = 3, 4, 256
+    f32 = np.float32
+    x = rng.standard_normal((T, N, I)).astype(f32)
+    w_ih = (0.3 * rng.standard_normal((4 * H, I))).astype(f32)
+    w_hh = (0.1 * rng.standard_normal((4 * H, H))).astype(f32)
+    b_ih, b_hh = rng.standard_normal(4 * H).astype(f32), rng.standard_normal(4 * H).astype(f32)
+    h0, c0, g_h = (rng.standard_normal((N, H)).astype(f32) for _ in range(3))
+    g_out = None if grad_output_dtype is None else rng.standard_normal((T, N, H)).astype(grad_output_dtype)
+    results = []
+    for pool in (False, True):
+        monkeypatch.setattr(_loops_fused, "POOL_MIN_UNITS", 1 << 16 if pool else 1 << 62)
+        with threadpool_limits(2), use_backend("fused"):
+            (out, h_n, c_n), cache = R.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
+            out = out.copy()
+            grad_x, grad_h0, grad_c0, grads = R.lstm_backward(cache, g_out, g_h, None)
+        results.append([out, h_n, c_n, grad_x, grad_h0, grad_c0, *grads])
+        if not pool:
+            assert not runs
+    for name, want, got in zip(["out", "h_n", "c_n", "grad_x", "grad_h0", "grad_c0", "dW_ih",
+                                "dW_hh", "db"], *results):
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    backward_runs = 0 if grad_output_dtype == np.float64 else T
+    assert len(runs) == 3 * T + backward_runs  # cell, hidden and (but for a zero start) the add

@@ -30,9 +30,11 @@ The RNN step is already three NumPy calls, so the RNN uses the NumPy loops.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
-from . import _packed
+from . import _blas_pool, _packed
 from ._transpose import add_transposed, transpose_into
 from ._loops_numba import _jit
 from ._loops_numpy import rnn_backward_loop, rnn_forward_loop, state_views, sweep
@@ -184,6 +186,81 @@ def _gate_gradients(act, tanh_c, c_prev, grad_out, has_grad_out, dh, dc, half):
         dc_n[:] = d_c_prev
 
 
+# A step's elementwise passes (all but the two tanh, which are NumPy's) are split by rows
+# over the BLAS pool (see _blas_pool) from this many units, batch × hidden: 2^16 is 2^18
+# gate values, where a pass takes ~0.2-0.6 ms on one core (N = 256, H = 512) against
+# ~10 µs to hand a job over.
+POOL_MIN_UNITS = 1 << 16
+
+
+def _row_threads(batch: int, hidden: int, dtype) -> int:
+    """Threads for a step's elementwise passes: the pool's from POOL_MIN_UNITS (float32), else 1."""
+    if np.dtype(dtype) != np.float32 or batch * hidden < POOL_MIN_UNITS:
+        return 1
+    return _blas_pool.threads()
+
+
+@lru_cache(maxsize=None)
+def _row_jobs():
+    """(forward, backward) addresses of pool jobs running a step's kernels on a chunk of rows.
+
+    forward context: [shift, N, chunk, pass, H, act, x1, x2, x3] with pass 0 =
+    _add_recurrent_and_bias(act, recur=x1, scale=x2, bias=x3), 1 = _cell(act,
+    c_prev=x1, c_out=x2), 2 = _hidden(act, tanh_c=x1, h=x2); backward context:
+    [shift, N, chunk, H, act, tanh_c, c_prev, grad_out or 0, dh, dc] for
+    _gate_gradients. float32 arrays, C-contiguous (N, ·) rows.
+    """
+    import numba
+    from numba import carray
+
+    from ._blas_pool import job_helpers, job_signature
+
+    pointer, chunk_range = job_helpers()
+    f32 = np.float32
+
+    @numba.cfunc(job_signature(), nopython=True)
+    def forward(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
+        ctx = carray(c, (9,), np.int64)
+        lo, hi = chunk_range(ctx, a, m)
+        N, H = ctx[1], ctx[4]
+        act = carray(pointer(ctx[5], f32), (N, 4 * H))[lo:hi]
+        if ctx[3] == 0:
+            _add_recurrent_and_bias(act, carray(pointer(ctx[6], f32), (N, 4 * H))[lo:hi],
+                                    carray(pointer(ctx[7], f32), (4 * H,)),
+                                    carray(pointer(ctx[8], f32), (4 * H,)))
+        else:
+            x1 = carray(pointer(ctx[6], f32), (N, H))[lo:hi]
+            x2 = carray(pointer(ctx[7], f32), (N, H))[lo:hi]
+            if ctx[3] == 1:
+                _cell(act, x1, x2, f32(0.5))
+            else:
+                _hidden(act, x1, x2, f32(0.5))
+
+    @numba.cfunc(job_signature(), nopython=True)
+    def backward(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
+        ctx = carray(c, (10,), np.int64)
+        lo, hi = chunk_range(ctx, a, m)
+        N, H = ctx[1], ctx[3]
+        act = carray(pointer(ctx[4], f32), (N, 4 * H))[lo:hi]
+        tanh_c = carray(pointer(ctx[5], f32), (N, H))[lo:hi]
+        c_prev = carray(pointer(ctx[6], f32), (N, H))[lo:hi]
+        dh = carray(pointer(ctx[8], f32), (N, H))[lo:hi]
+        dc = carray(pointer(ctx[9], f32), (N, H))[lo:hi]
+        has_grad_out = ctx[7] != 0
+        grad_out = carray(pointer(ctx[7], f32), (N, H))[lo:hi] if has_grad_out else dh
+        _gate_gradients(act, tanh_c, c_prev, grad_out, has_grad_out, dh, dc, f32(0.5))
+
+    return forward.address, backward.address
+
+
+def _forward_pass_on_pool(threads, which, act, x1, x2, x3=None):
+    """One of the forward's compiled passes (see _row_jobs) on ``threads`` pool threads."""
+    N, G = act.shape
+    fields = [which, G // 4, act.ctypes.data, x1.ctypes.data, x2.ctypes.data,
+              0 if x3 is None else x3.ctypes.data]
+    _blas_pool.run_chunks(_row_jobs()[0], N, fields, threads)
+
+
 def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zero_start=False,
                       bias=None):
     """As the NumPy loops, but gates (T, N, 4H) arrive holding x_t (½W_ih)ᵀ only, the i, f, o
@@ -204,23 +281,34 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
         panels = _packed.pack_transposed(weight_hh)  # W_hhᵀ, packed once for all steps
     feature_major = not packed and _feature_major_product(N, G // 4)
     recur = np.empty((G, N) if feature_major else (N, G), dtype=gates.dtype)
+    rows = _row_threads(N, G // 4, gates.dtype)  # > 1: the compiled passes run on the pool
     for k, t in enumerate(sweep(T, reverse)):
         act = gates[t]
         if not k and zero_start:  # a zero initial state adds nothing
             act += bias
-        elif packed:
-            _packed.packed_matmul(h_prev[t], panels, recur, packed)  # (N, 4H)
-            _add_recurrent_and_bias(act, recur, scale, bias)
-        elif feature_major:
-            np.matmul(weight_hh, h_prev[t].T, out=recur)  # (4H, N)
-            add_transposed(act, recur, scale, bias)  # the same sums, in register tiles
+            np.tanh(act, out=act)
         else:
-            np.matmul(h_prev[t], weight_hh.T, out=recur)  # (N, 4H)
-            _add_recurrent_and_bias(act, recur, scale, bias)
-        np.tanh(act, out=act)  # [τ_i, τ_f, g, τ_o]
-        _cell(act, c_prev[t], c_out[t], half)
-        np.tanh(c_out[t], out=tanh_c[t])
-        _hidden(act, tanh_c[t], h_out[t], half)
+            if packed:
+                _packed.packed_matmul(h_prev[t], panels, recur, packed)  # (N, 4H)
+            elif feature_major:
+                np.matmul(weight_hh, h_prev[t].T, out=recur)  # (4H, N)
+            else:
+                np.matmul(h_prev[t], weight_hh.T, out=recur)  # (N, 4H)
+            if feature_major:
+                add_transposed(act, recur, scale, bias)  # the same sums, in register tiles
+            elif rows > 1:
+                _forward_pass_on_pool(rows, 0, act, recur, scale, bias)
+            else:
+                _add_recurrent_and_bias(act, recur, scale, bias)
+            np.tanh(act, out=act)  # [τ_i, τ_f, g, τ_o]
+        if rows > 1:
+            _forward_pass_on_pool(rows, 1, act, c_prev[t], c_out[t])
+            np.tanh(c_out[t], out=tanh_c[t])
+            _forward_pass_on_pool(rows, 2, act, tanh_c[t], h_out[t])
+        else:
+            _cell(act, c_prev[t], c_out[t], half)
+            np.tanh(c_out[t], out=tanh_c[t])
+            _hidden(act, tanh_c[t], h_out[t], half)
 
 
 def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, reverse,
@@ -239,9 +327,18 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
         weight_hh_t = np.empty((G // 4, G), dtype=gates.dtype)  # (H, 4H)
         transpose_into(weight_hh, weight_hh_t)
         dh_t = np.empty((G // 4, N), dtype=gates.dtype)  # (H, N)
+    rows = _row_threads(N, G // 4, gates.dtype)  # > 1: the gate gradients run on the pool
+    if rows > 1 and not all(a.dtype == gates.dtype and a.flags.c_contiguous for a in (
+            (dh, dc) if grad_output is None else (dh, dc, grad_output))):
+        rows = 1  # the pool's job reads raw float32 rows
     for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
         act = gates[t]
-        if grad_output is None:
+        if rows > 1:
+            fields = [G // 4, act.ctypes.data, tanh_c[t].ctypes.data, c_prev[t].ctypes.data,
+                      0 if grad_output is None else grad_output[t].ctypes.data,
+                      dh.ctypes.data, dc.ctypes.data]
+            _blas_pool.run_chunks(_row_jobs()[1], N, fields, rows)
+        elif grad_output is None:
             _gate_gradients(act, tanh_c[t], c_prev[t], no_grad, False, dh, dc, half)
         else:
             _gate_gradients(act, tanh_c[t], c_prev[t], grad_output[t], True, dh, dc, half)
