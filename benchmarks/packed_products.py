@@ -10,7 +10,8 @@ idle worker spins as it would in a step):
   (feature-major for N ≤ H/8, batch-major above);
 - ``one``: :mod:`rnnlab.functional._packed` on a weight packed once, one core;
 - ``pool``: the same kernel with the panels split over OpenBLAS's own threads
-  (:mod:`rnnlab.functional._blas_pool`).
+  (:mod:`rnnlab.functional._blas_pool`), called as the loops call it
+  (:class:`rnnlab.functional._packed.PanelProduct`).
 
 It prints the median µs of each and marks with * the way rnnlab takes
 (``_loops_fused._product_threads``). The rules in ``_loops_fused`` and
@@ -77,8 +78,10 @@ def _products(n: int, hidden: int, rng):
         def one(a=a, panels=panels, result=result):
             _packed.packed_matmul(a, panels, result, threads=1)
 
-        def pooled(a=a, panels=panels, result=result):
-            _packed.packed_matmul(a, panels, result, threads=pool)
+        product = _packed.PanelProduct(panels, result, n, a.strides[0] // 4, pool) if pool > 1 else None
+
+        def pooled(a=a, address=a.ctypes.data, product=product):
+            product(address, a)  # as the loops call it, with A's address known
 
         taken = _loops_fused._product_threads(n, hidden, result.shape[1], np.float32)
         rows.append((label, blas, one, pooled if pool > 1 else None,

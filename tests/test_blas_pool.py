@@ -97,8 +97,8 @@ def test_pool_threads_rule():
     """Two threads from POOL_MIN_MACS multiply-adds, with a whole 4-row tile and two panels."""
     from rnnlab.functional import _packed
     with threadpool_limits(2):
-        assert _packed.pool_threads(16, 256, 1024) == 2  # 2^22
-        assert _packed.pool_threads(16, 256, 1023) == 1
+        assert _packed.pool_threads(16, 128, 512) == 2  # 2^20
+        assert _packed.pool_threads(16, 128, 511) == 1
         assert _packed.pool_threads(3, 4096, 4096) == 1  # no whole tile
         assert _packed.pool_threads(4096, 4096, 64) == 1  # one panel: nothing to split
     with threadpool_limits(1):
@@ -218,3 +218,17 @@ def test_lstm_passes_on_the_pool_equal_one_thread(monkeypatch, reverse, grad_out
         np.testing.assert_array_equal(got, want, err_msg=name)
     backward_runs = 0 if grad_output_dtype == np.float64 else T
     assert len(runs) == 3 * T + backward_runs  # cell, hidden and (but for a zero start) the add
+
+
+def test_the_pool_can_be_switched_off():
+    """RNNLAB_BLAS_POOL=0: no pool, in a fresh process (the choice is made once)."""
+    import subprocess
+    import sys
+    code = ("from threadpoolctl import threadpool_limits\n"
+            "from rnnlab.functional import _blas_pool\n"
+            "with threadpool_limits(2):\n"
+            "    print(_blas_pool.threads())\n")
+    env = dict(os.environ, RNNLAB_BLAS_POOL="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "1"

@@ -76,10 +76,10 @@ def _add_recurrent_and_bias(act, recur, scale, bias):
 # - on one core for a batch of at least 4 rows (the microkernel's tile) and at most
 #   PACKED_MAX_UNITS / H: there one core without repacking beats OpenBLAS's two cores
 #   with it (1.2-4.6x, measured alternating with BLAS calls as in a step);
-# - on OpenBLAS's own threads (see _blas_pool) for any larger product of at least
-#   _packed.POOL_MIN_MACS multiply-adds: as fast as OpenBLAS or faster in every cell
-#   measured (N = 16-256, H = 256-512, and N >= 64 at H = 128; 1.0-3.4x), since it
-#   packs once where OpenBLAS packs per call.
+# - on OpenBLAS's own threads (see _blas_pool) for a product of at least
+#   _packed.POOL_MIN_MACS multiply-adds with two panels or more: as fast as the one-core
+#   kernel or OpenBLAS or faster in every cell measured (N = 4-256, H = 64-512: up to
+#   2.2x against OpenBLAS), since it packs once where OpenBLAS packs per call.
 # Elsewhere OpenBLAS runs them (see benchmarks/packed_products.py for the tables).
 PACKED_MAX_UNITS = 4096
 
@@ -281,6 +281,9 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
         panels = _packed.pack_transposed(weight_hh)  # W_hhᵀ, packed once for all steps
     feature_major = not packed and _feature_major_product(N, G // 4)
     recur = np.empty((G, N) if feature_major else (N, G), dtype=gates.dtype)
+    if packed > 1:  # on the pool: A = h_prev[t] is found by its address, h_prev's base + t steps
+        product = _packed.PanelProduct(panels, recur, N, h_prev.strides[1] // 4, packed)
+        h_prev_address, h_prev_step = h_prev.ctypes.data, h_prev.strides[0]
     rows = _row_threads(N, G // 4, gates.dtype)  # > 1: the compiled passes run on the pool
     for k, t in enumerate(sweep(T, reverse)):
         act = gates[t]
@@ -288,8 +291,10 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
             act += bias
             np.tanh(act, out=act)
         else:
-            if packed:
-                _packed.packed_matmul(h_prev[t], panels, recur, packed)  # (N, 4H)
+            if packed > 1:
+                product(h_prev_address + t * h_prev_step, h_prev[t])  # (N, 4H)
+            elif packed:
+                _packed.packed_matmul(h_prev[t], panels, recur)  # (N, 4H)
             elif feature_major:
                 np.matmul(weight_hh, h_prev[t].T, out=recur)  # (4H, N)
             else:
@@ -322,6 +327,9 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
     packed = _product_threads(N, G // 4, G // 4, gates.dtype) if products > 0 else 0
     if packed:
         panels = _packed.pack_columns(weight_hh)  # W_hh (4H, H), packed once for all steps
+    if packed > 1:  # on the pool: A = gates[t] is found by its address (see the forward)
+        product = _packed.PanelProduct(panels, dh, N, G, packed)
+        gates_address, gates_step = gates.ctypes.data, gates.strides[0]
     feature_major = not packed and _backward_feature_major(N, G // 4, products)
     if feature_major:
         weight_hh_t = np.empty((G // 4, G), dtype=gates.dtype)  # (H, 4H)
@@ -344,8 +352,10 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
             _gate_gradients(act, tanh_c[t], c_prev[t], grad_output[t], True, dh, dc, half)
         if not last_dh and k == T - 1:
             continue
-        if packed:
-            _packed.packed_matmul(act, panels, dh, packed)
+        if packed > 1:
+            product(gates_address + t * gates_step, act)
+        elif packed:
+            _packed.packed_matmul(act, panels, dh)
         elif feature_major:
             np.matmul(weight_hh_t, act.T, out=dh_t)  # (H, N)
             transpose_into(dh_t, dh)

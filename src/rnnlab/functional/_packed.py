@@ -42,7 +42,8 @@ from numba.extending import intrinsic
 
 from ._transpose import _transpose_f32
 
-__all__ = ["COLS", "usable", "pack_columns", "pack_transposed", "packed_matmul", "pool_threads"]
+__all__ = ["COLS", "usable", "pack_columns", "pack_transposed", "packed_matmul", "pool_threads",
+           "PanelProduct"]
 
 ROWS, COLS = 4, 64  # the microkernel's tile
 KC = 128  # K block: 128 × 64 float32 = 32 KiB of a panel, kept in L1
@@ -201,10 +202,11 @@ def pack_transposed(w: np.ndarray) -> np.ndarray:
 
 
 # A product runs on OpenBLAS's threads (see _blas_pool) from this many multiply-adds,
-# M·K·(P·64): 2^22 is (16 × 256)·(256 × 1024). Handing a job to the pool costs ~10 µs;
-# below this the one-core kernel was as fast or faster (measured N = 4-256,
-# H = 128-512, both directions of the LSTM's products: benchmarks/packed_products.py).
-POOL_MIN_MACS = 1 << 22
+# M·K·(P·64): 2^20 is (16 × 128)·(128 × 512) or (4 × 256)·(256 × 1024). Handing a job
+# to the pool costs ~2 µs from a PanelProduct; below 2^20 the one-core kernel was as
+# fast (measured N = 4-256, H = 64-512, both directions of the LSTM's products:
+# benchmarks/packed_products.py).
+POOL_MIN_MACS = 1 << 20
 
 
 def pool_threads(rows: int, inner: int, columns: int) -> int:
@@ -235,22 +237,43 @@ def _pool_job():
     return job
 
 
+class PanelProduct:
+    """Repeated products out (M, P·64) = A · B on the BLAS pool, for a loop whose A moves
+    through one array: the job's context is built once, and a call sets only A's address.
+
+    Building the context per call cost ~9 µs (each ``.ctypes.data`` is ~2 µs), as long as
+    the arithmetic of a 32 × 128 product on two threads. A: float32 (M, K) with rows
+    ``lda`` floats apart and unit column stride; out: float32, C-contiguous rows.
+    """
+
+    def __init__(self, panels: np.ndarray, out: np.ndarray, rows: int, lda: int, threads: int):
+        self.panels, self.out, self.threads = panels, out, threads
+        self.full = rows - rows % ROWS  # rows in whole tiles; the rest go row by row
+        self.rows = rows
+        self.context = np.array([0, 0, lda, panels.ctypes.data, out.ctypes.data,
+                                 out.strides[0] // 4, self.full, panels.shape[1]], dtype=np.int64)
+        from . import _blas_pool
+        self.run = _blas_pool.bound_run(_pool_job().address, panels.shape[0], self.context, threads)
+
+    def __call__(self, a_address: int, a: np.ndarray) -> np.ndarray:
+        """out = A · B for A at ``a_address``; ``a`` is that same array (its leftover rows)."""
+        self.context[1] = a_address
+        self.run()
+        if self.full < self.rows:
+            _leftover_rows(a, self.panels, self.out, self.full)
+        return self.out
+
+
 def packed_matmul(a: np.ndarray, panels: np.ndarray, out: np.ndarray, threads: int = 1) -> np.ndarray:
     """out (M, P·64) = a (M, K) · B, with B packed by :func:`pack_columns` or :func:`pack_transposed`.
 
     float32; a and out with unit column stride (rows may be strided). With
     ``threads`` > 1 (from :func:`pool_threads`) the panels are split over
-    OpenBLAS's threads; each output element is computed the same way either
-    way, so the result is the same bit for bit.
+    OpenBLAS's threads (see :class:`PanelProduct` for a loop of products); each
+    output element is computed the same way either way, so the result is the
+    same bit for bit.
     """
     if threads < 2:
         _matmul(a, panels, out)
         return out
-    from . import _blas_pool
-    M, K = a.shape
-    full = M - M % ROWS
-    context = np.array([0, a.ctypes.data, a.strides[0] // 4, panels.ctypes.data, out.ctypes.data,
-                        out.strides[0] // 4, full, K], dtype=np.int64)
-    _blas_pool.run(_pool_job().address, panels.shape[0], context, threads)
-    _leftover_rows(a, panels, out, full)
-    return out
+    return PanelProduct(panels, out, a.shape[0], a.strides[0] // 4, threads)(a.ctypes.data, a)
