@@ -159,3 +159,27 @@ def test_fuzzed_inputs_get_a_clear_error_or_a_right_shape(shape, dtype):
         return
     assert out.shape == tuple(shape[:-1]) + (4,)
     assert h.shape == ((4,) if x.ndim == 2 else (4, shape[1])) + (2,)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("wrong", ["weight_ih", "weight_hh", "bias_hh", "h0"])
+def test_functional_recurrent_api_refuses_mixed_dtypes(cell, wrong):
+    """A float64 weight, bias or state next to a float32 input: a TypeError naming it.
+    (The compiled loops read raw memory; the packed LSTM product read such a W_hh as
+    float32 values and returned NaN at N = 32, H = 128 before this check.)"""
+    from rnnlab.functional import recurrent as R
+    rng = np.random.default_rng(157)
+    T, N, I, H = 3, 32, 4, 128
+    gates = 4 if cell == "lstm" else 1
+    arrays = dict(x=rng.standard_normal((T, N, I)), h0=rng.standard_normal((N, H)),
+                  weight_ih=0.3 * rng.standard_normal((gates * H, I)),
+                  weight_hh=0.1 * rng.standard_normal((gates * H, H)),
+                  bias_ih=rng.standard_normal(gates * H), bias_hh=rng.standard_normal(gates * H))
+    arrays = {k: v.astype(np.float64 if k == wrong else np.float32) for k, v in arrays.items()}
+    forward = R.lstm_forward if cell == "lstm" else R.rnn_forward
+    args = dict(arrays, c0=None) if cell == "lstm" else arrays
+    with pytest.raises(TypeError, match=f"{wrong}: expected dtype float32.*got float64"):
+        forward(**args)
+    arrays[wrong] = arrays[wrong].astype(np.float32)
+    (out, *_), _ = forward(**(dict(arrays, c0=None) if cell == "lstm" else arrays))
+    assert out.dtype == np.float32 and np.isfinite(out).all()

@@ -97,6 +97,18 @@ def _param_grads(d_pre, x, h_prev, has_bias, accumulate=None, overwrite=_NO_OVER
     return None
 
 
+def _check_dtypes(x, **arrays) -> None:
+    """Every given array (None skipped) has x's dtype, else a TypeError naming it.
+
+    The compiled loops read raw float32 or float64 memory: a float64 weight next to a
+    float32 input would be read as float32 values (a wrong answer, not an error).
+    """
+    for name, array in arrays.items():
+        if array is not None and getattr(array, "dtype", None) != x.dtype:
+            raise TypeError(f"{name}: expected dtype {x.dtype} (the input's), got "
+                            f"{getattr(array, 'dtype', type(array).__name__)}")
+
+
 # --------------------------------------------------------------------------- RNN
 
 
@@ -114,10 +126,12 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     lets the first step skip its recurrent GEMM (and the backward its share of dW_hh).
 
     Returns ``(output, h_n), cache`` with output (T, N, H) (a view into the
-    cache: do not write to it) and h_n (N, H).
+    cache: do not write to it) and h_n (N, H). Raises TypeError when a weight,
+    bias or h0 is not of x's dtype.
     """
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    _check_dtypes(x, h0=h0, weight_ih=weight_ih, weight_hh=weight_hh, bias_ih=bias_ih, bias_hh=bias_hh)
     T, N, _ = x.shape
     H = weight_hh.shape[0]
     states = np.empty((T + 1, N, H), dtype=x.dtype)  # h_0 .. h_T in sweep order
@@ -231,8 +245,11 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
     h0 given as None lets the first step skip its recurrent GEMM.
 
     Returns ``(output, h_n, c_n), cache``: output (T, N, H) (a view into the
-    cache: do not write to it), h_n and c_n (N, H).
+    cache: do not write to it), h_n and c_n (N, H). Raises TypeError when a
+    weight, bias, h0 or c0 is not of x's dtype.
     """
+    _check_dtypes(x, h0=h0, c0=c0, weight_ih=weight_ih, weight_hh=weight_hh, bias_ih=bias_ih,
+                  bias_hh=bias_hh)
     T, N, _ = x.shape
     H = weight_hh.shape[1]
     dtype = x.dtype
