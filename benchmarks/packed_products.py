@@ -90,7 +90,7 @@ def _products(n: int, hidden: int, rng):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="BLAS threads [2]")
     parser.add_argument("--repeats", type=int, default=100)
     args = parser.parse_args(argv)

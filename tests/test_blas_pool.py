@@ -34,14 +34,23 @@ needs_pool = pytest.mark.skipif(
 @needs_pool
 def test_the_pool_is_numpys_openblas_even_beside_scipys():
     """SciPy's wheel loads a second OpenBLAS with its own threads; the pool must be
-    NumPy's, or both libraries' workers spin on the cores (steps 2-3x slower)."""
-    pytest.importorskip("scipy.linalg")  # loads SciPy's OpenBLAS first
-    from rnnlab.functional import _blas_pool
-    with threadpool_limits(2):
-        assert _blas_pool.threads() == 2
-    chosen = os.path.realpath(_blas_pool._state["controller"].filepath)
-    assert chosen == _numpy_openblas_path()
-    assert _blas_pool._state["shift"] == 2  # parts are counted in 4-byte elements
+    NumPy's, or both libraries' workers spin on the cores (steps 2-3x slower). In a fresh
+    process, with SciPy's library loaded first (the choice is made once per process)."""
+    pytest.importorskip("scipy.linalg")
+    import subprocess
+    import sys
+    code = ("import scipy.linalg, os\n"
+            "from threadpoolctl import threadpool_limits\n"
+            "from rnnlab.functional import _blas_pool\n"
+            "with threadpool_limits(2):\n"
+            "    print(_blas_pool.threads())\n"
+            "print(os.path.realpath(_blas_pool._state['controller'].filepath))\n"
+            "print(_blas_pool._state['shift'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=120).stdout.split("\n")
+    assert out[0] == "2"
+    assert out[1] == _numpy_openblas_path()
+    assert out[2] == "2"  # parts are counted in 4-byte elements
 
 
 @needs_pool
@@ -76,6 +85,9 @@ def test_packed_product_on_one_and_on_pool_threads():
     rng = np.random.default_rng(131)
     with threadpool_limits(2):
         pool = _blas_pool.threads()
+    if _numpy_openblas_path() is not None and (os.cpu_count() or 1) > 1:
+        assert pool == 2  # then the split half below runs
+    with threadpool_limits(2):
         for trial in range(30):
             M, K, P = int(rng.integers(1, 70)), int(rng.integers(1, 600)), int(rng.integers(1, 41))
             wide = rng.standard_normal((M, K + 3)).astype(np.float32)
@@ -105,12 +117,14 @@ def test_pool_threads_rule():
         assert _packed.pool_threads(64, 512, 2048) == 1
 
 
-def test_pack_transposed_equals_numpy():
-    """The tiled packing of Wᵀ: panel p holds columns 64p..64p+63 of Wᵀ, bit for bit."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pack_transposed_equals_numpy(dtype):
+    """The packing of Wᵀ (register tiles for float32): panel p holds columns 64p..64p+63
+    of Wᵀ, bit for bit."""
     from rnnlab.functional import _packed
     rng = np.random.default_rng(137)
     for rows, K in [(64, 1), (128, 17), (256, 130), (64 * 5, 33)]:
-        w = rng.standard_normal((rows, K)).astype(np.float32)
+        w = rng.standard_normal((rows, K)).astype(dtype)
         panels = _packed.pack_transposed(w)
         want = w.T.reshape(K, rows // 64, 64).transpose(1, 0, 2)
         np.testing.assert_array_equal(panels, want)
@@ -182,6 +196,21 @@ def test_outer_product_on_the_pool_equals_one_thread(monkeypatch, dtype, add):
 
 
 @needs_pool
+def test_outer_product_of_mixed_dtypes_stays_on_one_thread(monkeypatch):
+    """The job reads a and b as grad's dtype: a float64 a next to a float32 grad must not
+    reach it (it gave NaN), and gets the one-thread kernel's answer."""
+    from rnnlab.functional._rank1 import outer_into
+    runs = _count_pool_runs(monkeypatch)
+    rng = np.random.default_rng(163)
+    a, b = rng.standard_normal(512), rng.standard_normal(1024).astype(np.float32)
+    grad = np.zeros((512, 1024), dtype=np.float32)
+    with threadpool_limits(2):
+        outer_into(grad, a, b, False)
+    assert not runs
+    np.testing.assert_allclose(grad, np.outer(a, b), rtol=1e-6)
+
+
+@needs_pool
 @pytest.mark.parametrize("reverse,grad_output_dtype,N", [(False, None, 256), (True, np.float32, 260),
                                                          (False, np.float64, 256)])
 def test_lstm_passes_on_the_pool_equal_one_thread(monkeypatch, reverse, grad_output_dtype, N):
@@ -189,7 +218,8 @@ def test_lstm_passes_on_the_pool_equal_one_thread(monkeypatch, reverse, grad_out
     passes in row chunks on the BLAS threads: outputs, states and every gradient the same
     bit for bit as with them on the calling thread (260 rows: a chunk that is not whole).
     A float64 grad_output keeps the backward's gate gradients on the calling thread (the
-    job reads float32 rows)."""
+    job reads float32 rows). Both arms run the recurrent products on the pool (from
+    2^20 multiply-adds): the torch parity tests of the packed products cover those."""
     from rnnlab.functional import _loops_fused
     from rnnlab.functional import recurrent as R
     from rnnlab.functional.backend import use_backend

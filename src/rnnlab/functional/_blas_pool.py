@@ -111,8 +111,7 @@ def _bind(controller):
         size = int(log[1]) // 2
         if (log[2] == 0 and log[5] == 7005 and log[6] == 7005 and size in (4, 8)
                 and not log[3] and not log[7]):
-            return {"entry": entry, "mode": mode, "shift": size.bit_length() - 1, "alpha": alpha,
-                    "probe": probe}
+            return {"entry": entry, "mode": mode, "shift": size.bit_length() - 1, "alpha": alpha}
     return None
 
 
@@ -180,8 +179,8 @@ def run_chunks(job_address: int, size: int, fields, count: int) -> None:
 
     The job's context is int64 ``[shift, size, chunk, *fields]``; the job's
     ``chunk_range(context, a, m)`` (see :func:`job_helpers`) gives its elements.
-    Chunks are whole multiples of 16 elements, so that two threads never write
-    one cache line of a float32 array.
+    Chunks are whole multiples of 16 elements (one 64-byte line of float32), so
+    that two threads share at most the line a chunk boundary falls in.
     """
     chunk = -(-size // (16 * count)) * 16
     context = np.array([0, size, chunk, *fields], dtype=np.int64)

@@ -85,11 +85,12 @@ PACKED_MAX_UNITS = 4096
 
 
 def _product_threads(batch: int, hidden: int, columns: int, dtype) -> int:
-    """How a per-step product (batch × hidden units, ``columns`` outputs) runs:
-    0 for OpenBLAS, else the threads of :func:`._packed.packed_matmul`."""
+    """How a per-step product runs: 0 for OpenBLAS, else the threads of
+    :func:`._packed.packed_matmul`. The forward's is (batch × H)·(H × 4H), the
+    backward's (batch × 4H)·(4H × H): ``columns`` 4H or H tells them apart."""
     if not (_packed.ROWS <= batch and _packed.usable(batch, columns, dtype)):
         return 0
-    inner = 4 * hidden * hidden // columns  # H for the forward (4H columns), 4H for the backward
+    inner = hidden if columns == 4 * hidden else 4 * hidden
     threads = _packed.pool_threads(batch, inner, columns)
     if threads > 1:
         return threads
@@ -208,7 +209,9 @@ def _row_jobs():
     _add_recurrent_and_bias(act, recur=x1, scale=x2, bias=x3), 1 = _cell(act,
     c_prev=x1, c_out=x2), 2 = _hidden(act, tanh_c=x1, h=x2); backward context:
     [shift, N, chunk, H, act, tanh_c, c_prev, grad_out or 0, dh, dc] for
-    _gate_gradients. float32 arrays, C-contiguous (N, ·) rows.
+    _gate_gradients. float32 arrays, C-contiguous (N, ·) rows: the buffers that
+    recurrent.lstm_forward allocates (gates, states, tanh_c) are; the backward
+    checks dh, dc and grad_output, which may come from elsewhere.
     """
     import numba
     from numba import carray
@@ -218,7 +221,7 @@ def _row_jobs():
     pointer, chunk_range = job_helpers()
     f32 = np.float32
 
-    @numba.cfunc(job_signature(), nopython=True)
+    @numba.cfunc(job_signature(), nopython=True, cache=True)
     def forward(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
         ctx = carray(c, (9,), np.int64)
         lo, hi = chunk_range(ctx, a, m)
@@ -236,7 +239,7 @@ def _row_jobs():
             else:
                 _hidden(act, x1, x2, f32(0.5))
 
-    @numba.cfunc(job_signature(), nopython=True)
+    @numba.cfunc(job_signature(), nopython=True, cache=True)
     def backward(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
         ctx = carray(c, (10,), np.int64)
         lo, hi = chunk_range(ctx, a, m)
@@ -282,7 +285,7 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
     feature_major = not packed and _feature_major_product(N, G // 4)
     recur = np.empty((G, N) if feature_major else (N, G), dtype=gates.dtype)
     if packed > 1:  # on the pool: A = h_prev[t] is found by its address, h_prev's base + t steps
-        product = _packed.PanelProduct(panels, recur, N, h_prev.strides[1] // 4, packed)
+        product = _packed.PanelProduct(panels, recur, N, h_prev.strides[1] // h_prev.itemsize, packed)
         h_prev_address, h_prev_step = h_prev.ctypes.data, h_prev.strides[0]
     rows = _row_threads(N, G // 4, gates.dtype)  # > 1: the compiled passes run on the pool
     for k, t in enumerate(sweep(T, reverse)):
@@ -328,7 +331,7 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
     if packed:
         panels = _packed.pack_columns(weight_hh)  # W_hh (4H, H), packed once for all steps
     if packed > 1:  # on the pool: A = gates[t] is found by its address (see the forward)
-        product = _packed.PanelProduct(panels, dh, N, G, packed)
+        product = _packed.PanelProduct(panels, dh, N, gates.strides[1] // gates.itemsize, packed)
         gates_address, gates_step = gates.ctypes.data, gates.strides[0]
     feature_major = not packed and _backward_feature_major(N, G // 4, products)
     if feature_major:

@@ -195,6 +195,8 @@ def pack_columns(b: np.ndarray) -> np.ndarray:
 
 def pack_transposed(w: np.ndarray) -> np.ndarray:
     """Wᵀ for W (P·64, K) -> panels (P, K, 64): the panels of B = Wᵀ, read from W's rows."""
+    if w.dtype != np.float32:  # the register tiles are float32; the kernel is too (see usable)
+        return pack_columns(w.T)
     N, K = w.shape
     panels = np.empty((N // COLS, K, COLS), dtype=w.dtype)
     _pack_transposed(np.ascontiguousarray(w), panels)

@@ -76,7 +76,9 @@ def outer_into(grad: np.ndarray, a: np.ndarray, b: np.ndarray, add: bool) -> Non
     """
     kernel = _kernel()
     if kernel is not None and grad.flags.c_contiguous:
-        if grad.size >= _blas_pool.MIN_ELEMENTS and a.flags.c_contiguous and b.flags.c_contiguous:
+        if (grad.size >= _blas_pool.MIN_ELEMENTS and a.dtype == b.dtype == grad.dtype
+                and a.shape == grad.shape[:1] and b.shape == grad.shape[1:]
+                and a.flags.c_contiguous and b.flags.c_contiguous):  # the job reads raw rows
             count = _blas_pool.threads()
             jobs = _pooled_jobs() if count > 1 else None
             if jobs is not None and grad.dtype in jobs:
