@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from rnnlab.functional import _blas_pool
 from rnnlab.functional.backend import lazy_kernel
 from rnnlab.nn.module import Parameter
 
@@ -437,19 +438,14 @@ def _pooled_sgd(flat, hyper, nesterov) -> bool:
     1 - dampening, weight_decay) scalars of that dtype. Each element is updated by the
     same compiled code as on one thread, so the result is the same bit for bit.
     """
-    from rnnlab.functional import _blas_pool
     d = flat[0]
-    if d.size < _blas_pool.MIN_ELEMENTS:
-        return False
-    count = _blas_pool.threads()
-    jobs = _pooled_sgd_jobs() if count > 1 else None
-    if jobs is None or d.dtype not in jobs:
-        return False
-    hyper_array = np.array(hyper, dtype=d.dtype)  # alive until run_chunks returns
-    _blas_pool.run_chunks(jobs[d.dtype].address, d.size,
-                          [a.ctypes.data for a in flat] + [hyper_array.ctypes.data, int(nesterov), 0],
-                          count)
-    return True
+    hyper_array = []  # kept alive here until the jobs return
+
+    def fields():
+        hyper_array.append(np.array(hyper, dtype=d.dtype))
+        return [a.ctypes.data for a in flat] + [hyper_array[0].ctypes.data, int(nesterov), 0]
+
+    return _blas_pool.try_run_chunks(_pooled_sgd_jobs, d.dtype, d.size, d.size, fields)
 
 
 # The compiled one-pass SGD update when numba is installed (and allowed), else None.

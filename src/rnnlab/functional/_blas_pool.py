@@ -35,8 +35,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["job_signature", "threads", "run", "bound_run", "run_chunks", "job_helpers",
-           "MIN_ELEMENTS"]
+__all__ = ["job_signature", "threads", "run", "bound_run", "run_chunks", "try_run_chunks",
+           "job_helpers", "MIN_ELEMENTS"]
 
 _lock = threading.Lock()
 # Filled once: "controller" (threadpoolctl's, or None), then "entry", "mode", "shift",
@@ -185,6 +185,24 @@ def run_chunks(job_address: int, size: int, fields, count: int) -> None:
     chunk = -(-size // (16 * count)) * 16
     context = np.array([0, size, chunk, *fields], dtype=np.int64)
     run(job_address, -(-size // chunk), context, count)
+
+
+def try_run_chunks(jobs, dtype, elements: int, size: int, fields) -> bool:
+    """Run ``jobs()[dtype]`` with :func:`run_chunks` over ``size`` rows or elements, if the
+    work (``elements``) reaches MIN_ELEMENTS and there is a pool; False when it did not run.
+
+    jobs: a getter of {dtype: compiled job} (built on first use, None without numba);
+    fields: a callable returning the context fields, called only when the job runs
+    (addresses cost ~2 µs each to look up, too much for every small parameter).
+    """
+    if elements < MIN_ELEMENTS:
+        return False
+    count = threads()
+    built = jobs() if count > 1 else None
+    if built is None or dtype not in built:
+        return False
+    run_chunks(built[dtype].address, size, fields(), count)
+    return True
 
 
 @lru_cache(maxsize=None)

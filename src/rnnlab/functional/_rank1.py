@@ -76,17 +76,13 @@ def outer_into(grad: np.ndarray, a: np.ndarray, b: np.ndarray, add: bool) -> Non
     """
     kernel = _kernel()
     if kernel is not None and grad.flags.c_contiguous:
-        if (grad.size >= _blas_pool.MIN_ELEMENTS and a.dtype == b.dtype == grad.dtype
-                and a.shape == grad.shape[:1] and b.shape == grad.shape[1:]
-                and a.flags.c_contiguous and b.flags.c_contiguous):  # the job reads raw rows
-            count = _blas_pool.threads()
-            jobs = _pooled_jobs() if count > 1 else None
-            if jobs is not None and grad.dtype in jobs:
-                _blas_pool.run_chunks(jobs[grad.dtype].address, grad.shape[0],
-                                      [a.ctypes.data, b.ctypes.data, grad.ctypes.data, grad.shape[1],
-                                       int(add)], count)
-                return
-        kernel(a, b, grad, add)
+        readable = (a.dtype == b.dtype == grad.dtype and a.shape == grad.shape[:1]
+                    and b.shape == grad.shape[1:] and a.flags.c_contiguous
+                    and b.flags.c_contiguous)  # the job reads raw rows of grad's dtype
+        if not (readable and _blas_pool.try_run_chunks(
+                _pooled_jobs, grad.dtype, grad.size, grad.shape[0],
+                lambda: [a.ctypes.data, b.ctypes.data, grad.ctypes.data, grad.shape[1], int(add)])):
+            kernel(a, b, grad, add)
     elif add:
         grad += a[:, None] * b[None, :]
     else:
