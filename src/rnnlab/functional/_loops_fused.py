@@ -205,13 +205,12 @@ def _row_threads(batch: int, hidden: int, dtype) -> int:
 def _row_jobs():
     """(forward, backward) addresses of pool jobs running a step's kernels on a chunk of rows.
 
-    forward context: [shift, N, chunk, pass, H, act, x1, x2, x3] with pass 0 =
-    _add_recurrent_and_bias(act, recur=x1, scale=x2, bias=x3), 1 = _cell(act,
-    c_prev=x1, c_out=x2), 2 = _hidden(act, tanh_c=x1, h=x2); backward context:
-    [shift, N, chunk, H, act, tanh_c, c_prev, grad_out or 0, dh, dc] for
-    _gate_gradients. float32 arrays, C-contiguous (N, ·) rows: the buffers that
-    recurrent.lstm_forward allocates (gates, states, tanh_c) are; the backward
-    checks dh, dc and grad_output, which may come from elsewhere.
+    Both contexts start [shift, N, chunk, H, act]. forward: then [pass, x1, x2, x3], with
+    pass 0 = _add_recurrent_and_bias(act, recur=x1, scale=x2, bias=x3), 1 = _cell(act,
+    c_prev=x1, c_out=x2), 2 = _hidden(act, tanh_c=x1, h=x2). backward: then [tanh_c,
+    c_prev, grad_out or 0, dh, dc] for _gate_gradients. float32 arrays, C-contiguous
+    (N, ·) rows: the buffers that recurrent.lstm_forward allocates (gates, states,
+    tanh_c) are; the backward checks dh, dc and grad_output, which may come from elsewhere.
     """
     import numba
     from numba import carray
@@ -221,37 +220,36 @@ def _row_jobs():
     pointer, chunk_range = job_helpers()
     f32 = np.float32
 
+    @numba.njit(inline="always")
+    def rows(ctx, a, m, n_rows, width, at):
+        """The job's rows [lo, hi) of the (N, width) float32 array at address ctx[at]."""
+        lo, hi = chunk_range(ctx, a, m)
+        return carray(pointer(ctx[at], f32), (n_rows, width))[lo:hi]
+
     @numba.cfunc(job_signature(), nopython=True, cache=True)
     def forward(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
         ctx = carray(c, (9,), np.int64)
-        lo, hi = chunk_range(ctx, a, m)
-        N, H = ctx[1], ctx[4]
-        act = carray(pointer(ctx[5], f32), (N, 4 * H))[lo:hi]
-        if ctx[3] == 0:
-            _add_recurrent_and_bias(act, carray(pointer(ctx[6], f32), (N, 4 * H))[lo:hi],
+        N, H = ctx[1], ctx[3]
+        act = rows(ctx, a, m, N, 4 * H, 4)
+        if ctx[5] == 0:
+            _add_recurrent_and_bias(act, rows(ctx, a, m, N, 4 * H, 6),
                                     carray(pointer(ctx[7], f32), (4 * H,)),
                                     carray(pointer(ctx[8], f32), (4 * H,)))
+        elif ctx[5] == 1:
+            _cell(act, rows(ctx, a, m, N, H, 6), rows(ctx, a, m, N, H, 7), f32(0.5))
         else:
-            x1 = carray(pointer(ctx[6], f32), (N, H))[lo:hi]
-            x2 = carray(pointer(ctx[7], f32), (N, H))[lo:hi]
-            if ctx[3] == 1:
-                _cell(act, x1, x2, f32(0.5))
-            else:
-                _hidden(act, x1, x2, f32(0.5))
+            _hidden(act, rows(ctx, a, m, N, H, 6), rows(ctx, a, m, N, H, 7), f32(0.5))
 
     @numba.cfunc(job_signature(), nopython=True, cache=True)
     def backward(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
         ctx = carray(c, (10,), np.int64)
-        lo, hi = chunk_range(ctx, a, m)
         N, H = ctx[1], ctx[3]
-        act = carray(pointer(ctx[4], f32), (N, 4 * H))[lo:hi]
-        tanh_c = carray(pointer(ctx[5], f32), (N, H))[lo:hi]
-        c_prev = carray(pointer(ctx[6], f32), (N, H))[lo:hi]
-        dh = carray(pointer(ctx[8], f32), (N, H))[lo:hi]
-        dc = carray(pointer(ctx[9], f32), (N, H))[lo:hi]
+        dh = rows(ctx, a, m, N, H, 8)
         has_grad_out = ctx[7] != 0
-        grad_out = carray(pointer(ctx[7], f32), (N, H))[lo:hi] if has_grad_out else dh
-        _gate_gradients(act, tanh_c, c_prev, grad_out, has_grad_out, dh, dc, f32(0.5))
+        grad_out = rows(ctx, a, m, N, H, 7) if has_grad_out else dh
+        _gate_gradients(rows(ctx, a, m, N, 4 * H, 4), rows(ctx, a, m, N, H, 5),
+                        rows(ctx, a, m, N, H, 6), grad_out, has_grad_out, dh,
+                        rows(ctx, a, m, N, H, 9), f32(0.5))
 
     return forward.address, backward.address
 
@@ -259,7 +257,7 @@ def _row_jobs():
 def _forward_pass_on_pool(threads, which, act, x1, x2, x3=None):
     """One of the forward's compiled passes (see _row_jobs) on ``threads`` pool threads."""
     N, G = act.shape
-    fields = [which, G // 4, act.ctypes.data, x1.ctypes.data, x2.ctypes.data,
+    fields = [G // 4, act.ctypes.data, which, x1.ctypes.data, x2.ctypes.data,
               0 if x3 is None else x3.ctypes.data]
     _blas_pool.run_chunks(_row_jobs()[0], N, fields, threads)
 
