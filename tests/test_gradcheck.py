@@ -82,7 +82,7 @@ def test_gradcheck_requires_float64():
 
 
 def test_backend_choice(monkeypatch):
-    """auto: whole compiled loop for small steps, fused LSTM steps above; numpy can always be forced."""
+    """auto: whole compiled loop for small steps, fused steps above; numpy can always be forced."""
     from rnnlab.functional import backend
 
     with backend.use_backend("numpy"):
@@ -91,7 +91,6 @@ def test_backend_choice(monkeypatch):
         with backend.use_backend("auto"):
             assert backend.loops_for(1, backend.WHOLE_LOOP_MAX_UNITS) == "numba"
             assert backend.loops_for(2, backend.WHOLE_LOOP_MAX_UNITS) == "fused"
-            assert backend.loops_for(2, backend.WHOLE_LOOP_MAX_UNITS, "rnn") == "numpy"
     with pytest.raises(ValueError, match="backend must be one of"):
         backend.set_backend("cuda")
     monkeypatch.setattr(backend, "numba_available", lambda: False)

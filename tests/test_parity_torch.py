@@ -636,3 +636,44 @@ def test_packed_weight_products_match_torch(torch, N, H):
     assert_close(grad_h0, st[0].grad.numpy(), np.float32, "grad h0")
     assert_close(grad_c0, st[1].grad.numpy(), np.float32, "grad c0")
     _compare_params(torch, ours, theirs, np.float32)
+
+
+@pytest.mark.parametrize("N,H,kind", [(5, 64, "tanh"), (6, 128, "relu"), (33, 256, "tanh"),
+                                      (16, 256, "relu"), (9, 80, "tanh")])
+def test_rnn_packed_weight_products_match_torch(torch, N, H, kind):
+    """float32 RNN steps whose products h_{t-1} W_hhᵀ and dpre_t W_hh run on a weight packed
+    once (_loops_fused), against torch, both directions: on one thread (5 x 64, 6 x 128),
+    split over NumPy's BLAS threads (from 2^20 multiply-adds: 33 x 256 with a leftover
+    row, 16 x 256), and 9 x 80 (no whole 64-column panels) on NumPy's loops."""
+    from rnnlab.functional import _loops_fused
+    from rnnlab.functional.backend import numba_available, use_backend
+    if not numba_available():
+        pytest.skip("the packed products are compiled")
+    from rnnlab.functional import _blas_pool, _packed
+    if not _packed.HOST_HAS_FMA:
+        pytest.skip("the packed products are used on CPUs with FMA only")
+    T, I = 6, 7
+    states = np.empty((T + 1, N, H), np.float32)
+    taken = _loops_fused._rnn_product_threads(states, T)
+    pool = _blas_pool.threads()
+    big = pool > 1 and N * H * H >= _packed.POOL_MIN_MACS
+    assert taken == (0 if H % 64 else pool if big else 1)
+    rng = np.random.default_rng(89 + N + H)
+    ours = nn.RNN(I, H, nonlinearity=kind, bidirectional=True, dtype=np.float32, rng=rng)
+    theirs = torch.nn.RNN(I, H, nonlinearity=kind, bidirectional=True, dtype=torch.float32)
+    _randomize_biases(ours, rng)
+    _load_into_torch(torch, ours, theirs)
+    x = rng.standard_normal((T, N, I)).astype(np.float32)
+    h0 = rng.standard_normal((2, N, H)).astype(np.float32)
+    xt, h0t = to_torch(torch, x, True), to_torch(torch, h0, True)
+    with use_backend("fused"):
+        out, h_n = ours(x, h0)
+        tout, th = theirs(xt, h0t)
+        assert_close(out, tout.detach().numpy(), np.float32, "output")
+        g = rng.standard_normal(out.shape).astype(np.float32)
+        g_h = rng.standard_normal(h_n.shape).astype(np.float32)
+        ((tout * to_torch(torch, g)).sum() + (th * to_torch(torch, g_h)).sum()).backward()
+        grad_x, grad_h0 = ours.backward(g, g_h)
+    assert_close(grad_x, xt.grad.numpy(), np.float32, "grad x")
+    assert_close(grad_h0, h0t.grad.numpy(), np.float32, "grad h0")
+    _compare_params(torch, ours, theirs, np.float32)

@@ -25,7 +25,9 @@ turn τ into σ: that in-place pass cost 3-4x the rest of a step's compiled work
 A cache written by these loops must be backpropagated by them (the gate buffer
 holds τ, not σ); :mod:`.recurrent` keeps the loops with the cache.
 
-The RNN step is already three NumPy calls, so the RNN uses the NumPy loops.
+The RNN step is already three NumPy calls: the RNN runs the NumPy loops, but with
+its per-step products on a weight packed once (as the LSTM's, see :mod:`._packed`)
+wherever that beats OpenBLAS (``H`` a multiple of 64, from 4 rows).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ import numpy as np
 from . import _blas_pool, _packed
 from ._transpose import add_transposed, transpose_into
 from ._loops_numba import _jit
-from ._loops_numpy import rnn_backward_loop, rnn_forward_loop, state_views, sweep
+from . import _loops_numpy
+from ._loops_numpy import state_views, sweep
 
 __all__ = ["rnn_forward_loop", "rnn_backward_loop", "lstm_forward_loop", "lstm_backward_loop",
            "input_row_scale"]
@@ -84,13 +87,15 @@ def _add_recurrent_and_bias(act, recur, scale, bias):
 PACKED_MAX_UNITS = 4096
 
 
-def _product_threads(batch: int, hidden: int, columns: int, dtype) -> int:
+def _product_threads(batch: int, hidden: int, columns: int, dtype, inner: int | None = None) -> int:
     """How a per-step product runs: 0 for OpenBLAS, else the threads of
-    :func:`._packed.packed_matmul`. The forward's is (batch × H)·(H × 4H), the
-    backward's (batch × 4H)·(4H × H): ``columns`` 4H or H tells them apart."""
+    :func:`._packed.packed_matmul`. The LSTM forward's is (batch × H)·(H × 4H), its
+    backward's (batch × 4H)·(4H × H): ``columns`` 4H or H tells them apart. The
+    RNN's are (batch × H)·(H × H) both ways: it passes ``inner`` = H."""
     if not (_packed.ROWS <= batch and _packed.usable(batch, columns, dtype)):
         return 0
-    inner = hidden if columns == 4 * hidden else 4 * hidden
+    if inner is None:
+        inner = hidden if columns == 4 * hidden else 4 * hidden
     threads = _packed.pool_threads(batch, inner, columns)
     if threads > 1:
         return threads
@@ -362,3 +367,60 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
             transpose_into(dh_t, dh)
         else:
             np.matmul(act, weight_hh, out=dh)
+
+
+def _rnn_product_threads(states: np.ndarray, products: int) -> int:
+    """Threads of the RNN's per-step products on a packed W_hh (0: NumPy's loops run)."""
+    N, H = states.shape[1:]
+    return _product_threads(N, H, H, states.dtype, inner=H) if products > 0 else 0
+
+
+def _step_product(panels, out, a_steps, threads):
+    """A function of t that sets out (N, ·) = a_steps[t] · B, B packed in ``panels``: on the
+    pool (A found by its address, a_steps' base + t steps) or on this thread."""
+    if threads < 2:
+        return lambda t: _packed.packed_matmul(a_steps[t], panels, out)
+    product = _packed.PanelProduct(panels, out, out.shape[0],
+                                   a_steps.strides[1] // a_steps.itemsize, threads)
+    address, step = a_steps.ctypes.data, a_steps.strides[0]
+    return lambda t: product(address + t * step, a_steps[t])
+
+
+def rnn_forward_loop(states, weight_hh, relu, reverse, zero_start=False):
+    """As :func:`._loops_numpy.rnn_forward_loop`, with the products h_{t-1} · W_hhᵀ on a
+    weight packed once (see _packed) where that is faster than OpenBLAS; else that loop."""
+    T = states.shape[0] - 1
+    threads = _rnn_product_threads(states, T - 1 if zero_start else T)
+    if not threads:
+        return _loops_numpy.rnn_forward_loop(states, weight_hh, relu, reverse, zero_start)
+    out, prev = state_views(states, reverse)
+    panels = _packed.pack_transposed(weight_hh)  # W_hhᵀ (H, H) in panels, once for all steps
+    recur = np.empty(out.shape[1:], dtype=states.dtype)  # (N, H): h_{t-1} W_hhᵀ
+    product = _step_product(panels, recur, prev, threads)
+    for k, t in enumerate(sweep(T, reverse)):
+        if k or not zero_start:
+            product(t)
+            out[t] += recur
+        if relu:
+            np.maximum(out[t], 0, out=out[t])
+        else:
+            np.tanh(out[t], out=out[t])
+
+
+def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True):
+    """As :func:`._loops_numpy.rnn_backward_loop`, with the products dpre_t · W_hh on a
+    weight packed once (see _packed) where that is faster than OpenBLAS; else that loop."""
+    T = states.shape[0] - 1
+    threads = _rnn_product_threads(states, T if last_dh else T - 1)
+    if not threads or not (dh.flags.c_contiguous and dh.dtype == states.dtype):
+        return _loops_numpy.rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu,
+                                              reverse, last_dh)
+    _loops_numpy.activation_slopes(state_views(states, reverse)[0], relu, d_pre)
+    panels = _packed.pack_columns(weight_hh)  # W_hh (H, H) in panels
+    product = _step_product(panels, dh, d_pre, threads)
+    for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
+        if grad_output is not None:
+            dh += grad_output[t]
+        d_pre[t] *= dh
+        if last_dh or k < T - 1:
+            product(t)

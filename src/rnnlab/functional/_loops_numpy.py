@@ -57,6 +57,16 @@ def rnn_forward_loop(states, weight_hh, relu, reverse, zero_start=False):
             np.tanh(out[t], out=out[t])
 
 
+def activation_slopes(out, relu, into):
+    """into (T, N, H) = act'(pre_t), read from the outputs out (T, N, H): 1[h > 0] (relu) or
+    1 - h² (tanh), for all steps at once."""
+    if relu:
+        np.greater(out, 0, out=into)
+    else:
+        np.multiply(out, out, out=into)
+        np.subtract(1, into, out=into)
+
+
 def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True):
     """Fill d_pre (T, N, H) with dL/dpre_t; dh (N, H) enters as dL/dh_T, leaves as dL/dh_0.
 
@@ -64,11 +74,7 @@ def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, 
     it) and dh is left holding dL/dh_1.
     """
     out, _ = state_views(states, reverse)
-    if relu:  # act' from the output: 1[h > 0] or 1 - h², for all steps at once
-        np.greater(out, 0, out=d_pre)
-    else:
-        np.multiply(out, out, out=d_pre)
-        np.subtract(1, d_pre, out=d_pre)
+    activation_slopes(out, relu, d_pre)
     T = out.shape[0]
     for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
         if grad_output is not None:

@@ -8,11 +8,11 @@ all are tested against torch:
 - "numba": the whole time loop compiled, one fused pass per step; fastest
   while a step is small, since it removes the per-call overhead;
 - "fused": NumPy's BLAS and SIMD tanh per step, with the rest of the LSTM
-  step fused into one compiled pass; fastest for large steps, where numba's
-  scalar exp/tanh and its single thread would lose to NumPy;
+  step fused into one compiled pass, and the per-step products of both cells
+  on a weight packed once where that beats OpenBLAS; fastest for large steps,
+  where numba's scalar exp/tanh and its single thread would lose to NumPy;
 - "auto" (the default when numba imports): "numba" for steps of at most
-  ``WHOLE_LOOP_MAX_UNITS`` batch × hidden units, "fused" above (the RNN
-  step is already three NumPy calls, so a large RNN step runs "numpy").
+  ``WHOLE_LOOP_MAX_UNITS`` batch × hidden units, "fused" above.
 
 The environment variable ``RNNLAB_BACKEND`` overrides the default. Without
 numba, everything runs "numpy".
@@ -55,16 +55,11 @@ def get_backend() -> str:
     return _current
 
 
-def loops_for(batch: int, hidden: int, cell: str = "lstm") -> str:
-    """The loops that run a step of ``batch`` × ``hidden`` units now: "numpy", "numba" or "fused".
-
-    ``cell`` is "lstm" or "rnn"; "fused" only changes the LSTM, so an RNN gets "numpy" for it.
-    """
+def loops_for(batch: int, hidden: int) -> str:
+    """The loops that run a step of ``batch`` × ``hidden`` units now: "numpy", "numba" or "fused"."""
     choice = _current
     if choice == "auto":
         choice = "numba" if batch * hidden <= WHOLE_LOOP_MAX_UNITS else "fused"
-    if choice == "fused" and cell != "lstm":
-        return "numpy"
     return choice
 
 

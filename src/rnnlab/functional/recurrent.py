@@ -29,9 +29,9 @@ from .backend import loops_for
 from .linear import accumulate_outer, add_into, column_sum, outer_sum
 
 
-def _loops(batch, hidden, cell):
+def _loops(batch, hidden):
     """The module that runs the time loops for a step of this size (see backend.py)."""
-    choice = loops_for(batch, hidden, cell)
+    choice = loops_for(batch, hidden)
     if choice == "numba":
         from . import _loops_numba
         return _loops_numba
@@ -139,7 +139,7 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     zero_start = h0 is None
     states[-1 if reverse else 0] = 0 if zero_start else h0
     _input_projection(x, weight_ih, bias_ih, bias_hh, out)  # out holds pre_t for now
-    _loops(N, H, "rnn").rnn_forward_loop(states, weight_hh, nonlinearity == "relu", reverse,
+    _loops(N, H).rnn_forward_loop(states, weight_hh, nonlinearity == "relu", reverse,
                                          zero_start=zero_start)
     h_n = states[0] if reverse else states[T]
     cache = (x, states, weight_ih, weight_hh, bias_ih is not None, nonlinearity, reverse,
@@ -176,7 +176,7 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True, accumu
     x, states, weight_ih, weight_hh, has_bias, nonlinearity, reverse, zero_start = cache
     T, N, I = x.shape
     H = weight_hh.shape[0]
-    loops = _loops(N, H, "rnn")
+    loops = _loops(N, H)
     relu = nonlinearity == "relu"
     dh = np.zeros((N, H), dtype=x.dtype) if grad_h_n is None else np.array(grad_h_n, dtype=x.dtype)
     # grad_x costs a GEMM as large as the input projection; skip it when nobody needs it.
@@ -261,7 +261,7 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
     zero_start = h0 is None
     h_states[first] = 0 if zero_start else h0
     c_states[first] = 0 if c0 is None else c0
-    loops = _loops(N, H, "lstm")
+    loops = _loops(N, H)
     row_scale = getattr(loops, "input_row_scale", None)
     if row_scale is None:
         _input_projection(x, weight_ih, bias_ih, bias_hh, gates)
