@@ -193,10 +193,12 @@ def _gate_gradients(act, tanh_c, c_prev, grad_out, has_grad_out, dh, dc, half):
 
 
 # A step's elementwise passes (all but the two tanh, which are NumPy's) are split by rows
-# over the BLAS pool (see _blas_pool) from this many units, batch × hidden: 2^16 is 2^18
-# gate values, where a pass takes ~0.2-0.6 ms on one core (N = 256, H = 512) against
-# ~10 µs to hand a job over.
-POOL_MIN_UNITS = 1 << 16
+# over the BLAS pool (see _blas_pool) from this many units, batch × hidden: 2^15 is 2^17
+# gate values, where a pass takes ~0.1 ms on one core against ~5-10 µs to hand a job
+# over. Steps at N = 256, H = 128 (2^15), T = 64, measured against 2^16: 1.12 -> 1.04
+# and 1.06 -> 1.03 of torch (n = 8, 64); at T = 16, n = 8, 0.97 -> 1.04. At 2^14
+# (N = 32, H = 512) they lost: 1.04 -> 1.19.
+POOL_MIN_UNITS = 1 << 15
 
 
 def _row_threads(batch: int, hidden: int, dtype) -> int:
