@@ -160,6 +160,21 @@ def test_interleave_blocks_with_settle():
         assert len(set(b.split())) == 1 and len(b.split()) >= 2
     assert sleeps == [0.5] * 4
     assert len(samples[0]) == sum(len(b.split()) - 1 for b in blocks[::2])
+    # one settle time per callable: each sleep is the one before that callable's block,
+    # and the waking call follows that callable's own settle time
+    sleeps.clear()
+    events.clear()
+    interleave([lambda: events.append("A"), lambda: events.append("B")], budget=0.0,
+               warmup=1, min_repeats=1, min_rounds=2, settle=[0.005, 0.5], block=0.0,
+               clock=clock, sleep=sleep)
+    assert sleeps == [0.005, 0.5, 0.005, 0.5]
+    # both wake their threads with an untimed call: their calls (0.01 s on this clock) are
+    # shorter than the longest settle time, though longer than A's own
+    assert " ".join(events[2:]) == "sleep A A sleep B B sleep A A sleep B B"
+    with pytest.raises(ValueError, match="one settle time per callable"):
+        interleave([lambda: None], budget=0.0, settle=[0.1, 0.1])
+    with pytest.raises(ValueError, match="settle"):
+        interleave([lambda: None, lambda: None], budget=0.0, settle=[0.1, -0.1])
     # a call slower than the settle is not repeated to wake the threads
     events.clear()
     interleave([lambda: events.append("A")], budget=0.0, warmup=1, min_repeats=1,
@@ -293,3 +308,13 @@ def test_cli_bad_arguments(args, tmp_path):
     assert len(lines) == 1 and "error" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_settle_times_follow_the_previous_sides_spin():
+    """The sleep before rnnlab's block covers torch's spin, the one before torch's covers
+    OpenBLAS's (with a 1.2x + 20 ms margin, at most 0.5 s); alone, rnnlab follows itself."""
+    from rnnlab.bench.runner import _settle_times
+    spin = {"numpy_blas": 0.13, "torch": 0.005}
+    assert _settle_times(spin, 2) == [pytest.approx(0.026), pytest.approx(0.176)]
+    assert _settle_times({"numpy_blas": 0.13}, 1) == [pytest.approx(0.176)]
+    assert _settle_times({"numpy_blas": 2.0, "torch": 0.0}, 2) == [0.02, 0.5]

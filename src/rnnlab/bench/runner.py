@@ -41,7 +41,12 @@ DEFAULT_GEMM_SIZE = {"tiny": 256, "small": 2048, "full": 2048}
 NOISY = 0.25  # cores kept busy by other processes during a point, above which it is flagged
 DEFAULT_GEMM_BUDGET = {"tiny": 0.02, "small": 0.5, "full": 1.0}
 DEFAULT_RETRIES = {"tiny": 0, "small": 2, "full": 2}
-DEFAULT_MIN_ROUNDS = {"tiny": 1, "small": 2, "full": 2}
+# A burst of outside load (this machine's CPUs are shared) that covers one side's block
+# moves that side's median when a point has 2-3 rounds; with 6 it moves a sixth of the
+# samples. Six repeats of LSTM (256, 64, 32, 64) read 1.02-1.36 of torch at 2 rounds and
+# 0.97-1.09 at 8 (sd 0.115 against 0.042); MLP (256, 64, 32, 64) sd 0.088 against 0.058,
+# but MLP (256, 64, 128, 64) 0.071 against 0.114: not all of the noise is that short.
+DEFAULT_MIN_ROUNDS = {"tiny": 1, "small": 2, "full": 6}
 
 
 @dataclass
@@ -63,7 +68,7 @@ class BenchConfig:
             :func:`rnnlab.bench.timing.idle_spin`; 0 with ``block=0``: strict A B A B).
         block: seconds of back-to-back timed steps of one side per round.
         min_rounds: A B rounds per point, even past the budget (None: the grid's default,
-            1 for tiny, else 2).
+            1 for tiny, 2 for small, 6 for full).
         retries: times a point is measured again when other processes kept more than
             NOISY (0.25) of a core busy meanwhile, after waiting up to ``quiet_wait``
             seconds for the machine to calm down (None: the grid's default, 0 for tiny, else 2).
@@ -180,7 +185,8 @@ def _geomean(values) -> float | None:
 # ------------------------------------------------------------------ timing
 
 
-def _time_point(point: Point, config: BenchConfig, with_torch: bool, settle: float) -> dict:
+def _time_point(point: Point, config: BenchConfig, with_torch: bool,
+                settle: list[float]) -> dict:
     point_start = time.perf_counter()
     pair = make_pair(point, seed=config.seed, lr=config.lr, momentum=config.momentum,
                      with_torch=with_torch)
@@ -231,6 +237,15 @@ def _time_point(point: Point, config: BenchConfig, with_torch: bool, settle: flo
     del pair
     gc.collect()
     return row
+
+
+def _settle_times(spin: dict, sides: int) -> list[float]:
+    """Seconds of sleep before each side's block: the idle spin of the library that ran the
+    block before it, with a margin. rnnlab's steps run on NumPy's OpenBLAS (~0.13 s of
+    spin), torch's on its OpenMP threads (~5 ms): a uniform settle spent 0.15 s of each
+    round waiting for threads that had long stopped, and so gave fewer rounds."""
+    after = [spin["numpy_blas"], spin.get("torch", 0.0)][:sides]  # spin after each side
+    return [round(min(0.5, 1.2 * after[i - 1] + 0.02), 3) for i in range(sides)]
 
 
 def _idle_spins(torch, threads: int) -> dict:
@@ -291,9 +306,9 @@ def run_timing(config: BenchConfig, *, console=None, progress: bool = True,
     load_start = loadavg()
     with pinned_threads(config.threads, torch), backend(config.backend):
         spin = _idle_spins(torch, config.threads)
-        settle = config.settle
-        if settle is None:  # the longest idle spin, with a margin
-            settle = round(min(0.5, 1.2 * max(spin.values()) + 0.02), 3)
+        sides = ("rnnlab", "torch") if with_torch else ("rnnlab",)
+        settle = ([config.settle] * len(sides) if config.settle is not None
+                  else _settle_times(spin, len(sides)))
         gemm_start = gemm_throughput(config.gemm_size, budget=config.gemm_budget, seed=config.seed)
         with _progress(console, progress) as bar:
             task = bar.add_task("bench", total=len(points))
@@ -329,13 +344,15 @@ def run_timing(config: BenchConfig, *, console=None, progress: bool = True,
         "config": config.as_dict(),
         "machine": machine,
         "gemm": {"start": gemm_start, "end": gemm_end, "peak_gflops": peak},
-        "interleaving": {"settle_s": settle, "block_s": config.block, "idle_spin_s": spin,
+        "interleaving": {"settle_s": dict(zip(sides, settle)), "block_s": config.block,
+                         "min_rounds": config.min_rounds, "idle_spin_s": spin,
                          "note": ("strict per-step alternation A B A B"
-                                  if settle == 0 and config.block == 0 else
+                                  if max(settle) == 0 and config.block == 0 else
                                   "rounds A B A B; in each, one side's block of back-to-back "
-                                  "timed steps after settle_s of sleep (the other side's idle "
-                                  "threads stop spinning) and, for steps shorter than settle_s, "
-                                  "one untimed step that wakes its own threads")},
+                                  "timed steps after its settle_s of sleep (the other side's "
+                                  "idle threads stop spinning) and, for steps shorter than "
+                                  "the longest settle_s, one untimed step that wakes its own "
+                                  "threads")},
         "loadavg_end": loadavg(),
         "flops_note": "GEMM FLOPs of a training step (rnnlab.analysis.complexity), forward + "
                       "backward without the gradient of the data: 'flops' the textbook count, "

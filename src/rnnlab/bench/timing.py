@@ -72,7 +72,8 @@ def summarize(samples: Sequence[float]) -> Stats:
 
 
 def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: int = 3,
-               min_repeats: int = 5, max_repeats: int | None = None, settle: float = 0.0,
+               min_repeats: int = 5, max_repeats: int | None = None,
+               settle: float | Sequence[float] = 0.0,
                block: float = 0.0, min_rounds: int = 1, warmup_budget: float | None = None,
                clock: Callable[[], float] = time.perf_counter,
                sleep: Callable[[float], None] = time.sleep) -> list[list[float]]:
@@ -80,11 +81,12 @@ def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: in
 
     Each round gives every callable, in order, one *block*:
 
-    1. with ``settle > 0``: sleep ``settle`` seconds, so that the thread pool of the
+    1. with a settle time > 0: sleep that long, so that the thread pool of the
        previous block's library stops spinning (OpenBLAS workers busy-wait about
        0.13 s after each call, and on a 2-core machine they take a core from the
        other library); then one untimed call, if this callable's last call took
-       less than ``settle``, to wake its own threads as a training loop has them;
+       less than the longest settle time, to wake its own threads as a training loop
+       has them;
     2. timed calls back to back until ``block`` seconds have passed (at least one).
 
     With ``settle = block = 0`` this is strict per-call alternation A B A B.
@@ -97,7 +99,9 @@ def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: in
             have passed (None: all ``warmup`` rounds).
         min_repeats: timed calls per callable before stopping, even past the budget.
         max_repeats: stop once a callable has this many timed calls (None: no cap).
-        settle: seconds of sleep before each block (see above).
+        settle: seconds of sleep before each block (see above): one value for all, or one
+            per callable (the sleep before its blocks, which follow the previous
+            callable's: OpenBLAS spins far longer than torch's OpenMP threads).
         block: seconds of back-to-back timed calls per block.
         min_rounds: rounds before stopping, even past the budget.
         clock, sleep: the timer and the sleep (fakes in tests).
@@ -107,11 +111,20 @@ def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: in
     """
     if not fns:
         raise ValueError("interleave: no callables")
-    if budget < 0 or warmup < 0 or min_repeats < 1 or settle < 0 or block < 0 or min_rounds < 1:
+    fns = list(fns)
+    settles = [float(settle)] * len(fns) if np.ndim(settle) == 0 else [float(s) for s in settle]
+    if len(settles) != len(fns):
+        raise ValueError(f"interleave: expected one settle time per callable ({len(fns)}), "
+                         f"got {len(settles)}")
+    # The first step after a sleep runs cold (measured: 53 against 46 ms for an LSTM step
+    # that had 32 ms of sleep and no waking call): every side gets the waking call for
+    # steps shorter than the longest settle time, so that none pays this more than another.
+    wake_below = max(settles)
+    if (budget < 0 or warmup < 0 or min_repeats < 1 or min(settles) < 0 or block < 0
+            or min_rounds < 1):
         raise ValueError(f"interleave: need budget, warmup, settle, block >= 0 and min_repeats, "
                          f"min_rounds >= 1; got {budget}, {warmup}, {settle}, {block}, "
                          f"{min_repeats}, {min_rounds}")
-    fns = list(fns)
     last = [0.0] * len(fns)  # the latest time of each callable
     warm_start = clock()
     for _ in range(warmup):
@@ -128,9 +141,9 @@ def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: in
     while True:
         for i, fn in enumerate(fns):
             append = samples[i].append
-            if settle > 0:
-                sleep(settle)
-                if last[i] < settle:
+            if settles[i] > 0:
+                sleep(settles[i])
+                if last[i] < wake_below:
                     fn()
             block_start = clock()
             while True:

@@ -90,8 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="timed steps per side even past the budget [5]")
     parser.add_argument("--settle", type=_non_negative_float, default=None, metavar="SECONDS",
                         help="sleep before each block of one side's steps, so that the other "
-                             "side's idle threads stop spinning [measured: OpenBLAS's spin "
-                             "+ a margin]; --settle 0 --block 0 is strict per-step A B A B")
+                             "side's idle threads stop spinning [measured per side: the other "
+                             "library's spin + a margin]; --settle 0 --block 0 is strict "
+                             "per-step A B A B")
     parser.add_argument("--block", type=_non_negative_float, default=0.05, metavar="SECONDS",
                         help="seconds of back-to-back timed steps of one side per round [0.05]")
     parser.add_argument("--retries", type=_non_negative_int, default=None,
