@@ -61,6 +61,80 @@ def test_nan_input():
         nn.LSTM(3, 4, rng=0)(x)
 
 
+@pytest.mark.parametrize("through_product", [True, False])
+@pytest.mark.parametrize("weights", ["random", "zero", "zero column"])
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2 ** 31 - 1), dtype=st.sampled_from([np.float32, np.float64]))
+def test_nan_in_a_linear_input_is_refused(through_product, weights, seed, dtype):
+    """A NaN anywhere in a Linear's input is a ValueError, with or without the scan that
+    rides on the product (wide inputs, OpenBLAS), whatever the weights: zero weights
+    (NaN·0 is NaN) and a zero column where the NaN sits included. The layer keeps no cache
+    of the refused input and its parameters are untouched."""
+    from rnnlab.nn import _checks
+    from rnnlab.nn import linear as linear_module
+    rng = np.random.default_rng(seed)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setattr(linear_module, "products_show_nan", lambda: through_product)
+        _refuse_nan_input(monkeypatch, _checks, linear_module, through_product, weights, rng,
+                          dtype)
+
+
+def _refuse_nan_input(monkeypatch, _checks, linear_module, through_product, weights, rng, dtype):
+    n_in, n_out = int(rng.integers(2, 40)), int(rng.integers(1, 20))
+    layer = nn.Linear(n_in, n_out, dtype=dtype, rng=rng)
+    layer.bias.data[:] = rng.uniform(0.5, 1.0, n_out)
+    x = rng.standard_normal((int(rng.integers(1, 9)), int(rng.integers(1, 5)), n_in)).astype(dtype)
+    where = tuple(int(rng.integers(0, d)) for d in x.shape)
+    x[where] = np.nan
+    if weights == "zero":
+        layer.weight.data[:] = 0
+    elif weights == "zero column":
+        layer.weight.data[:, where[-1]] = 0
+    before = {k: v.copy() for k, v in layer.state_dict().items()}
+    scans = []
+    real_scan = _checks.nan_in_input_or_none
+    monkeypatch.setattr(linear_module, "nan_in_input_or_none",
+                        lambda *a: scans.append(1) or real_scan(*a))
+    with pytest.raises(ValueError, match="Linear input: contains NaN"):
+        layer(x)
+    assert len(scans) == int(through_product and n_in > n_out)  # the path was taken
+    for k, v in layer.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+    with pytest.raises(Exception, match="before forward"):
+        layer.backward(np.zeros(x.shape[:-1] + (n_out,), dtype))
+
+
+def test_a_nan_made_by_the_weights_is_not_the_inputs():
+    """inf in a weight times a zero input is NaN in the output: the input has no NaN, so
+    no error (as for any layer whose weights overflow); the product shows the NaN."""
+    layer = nn.Linear(6, 2, rng=0)
+    layer.weight.data[1, 3] = np.inf
+    x = np.ones((4, 6), F32)
+    x[:, 3] = 0
+    with np.errstate(invalid="ignore"):  # inf·0, which NumPy reports as a warning
+        y = layer(x)
+    assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, 0]).all()
+
+
+def test_products_show_nan_on_this_blas():
+    """NumPy's wheels ship OpenBLAS, where the product scan is used; a NaN in any element of
+    x shows in every element of its row of x @ W, for zero and infinite W too."""
+    from rnnlab.functional._blas_pool import numpy_openblas
+    from rnnlab.nn._checks import products_show_nan
+    assert products_show_nan() == (numpy_openblas() is not None)
+    rng = np.random.default_rng(5)
+    for rows, inner, cols in [(1, 7, 3), (33, 300, 17), (256, 4096, 32)]:
+        x = rng.standard_normal((rows, inner)).astype(F32)
+        r, k = int(rng.integers(rows)), int(rng.integers(inner))
+        x[r, k] = np.nan
+        w = rng.standard_normal((inner, cols)).astype(F32)
+        w[k] = 0
+        w[k, 0] = np.inf
+        y = x @ w
+        assert np.isnan(y[r]).all()
+        assert not np.isnan(np.delete(y, r, axis=0)).any()
+
+
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match=r"hidden_size must be a positive integer, got 0"):
         nn.LSTM(3, 0)

@@ -35,7 +35,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["job_signature", "threads", "run", "bound_run", "run_chunks", "try_run_chunks",
+__all__ = ["job_signature", "numpy_openblas", "threads", "run", "bound_run", "run_chunks", "try_run_chunks",
            "job_helpers", "MIN_ELEMENTS"]
 
 _lock = threading.Lock()
@@ -51,7 +51,7 @@ def job_signature():
                       types.voidptr, types.int64, types.voidptr, types.int64, types.voidptr)
 
 
-def _numpy_openblas():
+def numpy_openblas():
     """threadpoolctl's controller of the OpenBLAS that NumPy's matmul calls, or None.
 
     A wheel of NumPy carries its own copy in ``numpy.libs`` (SciPy carries
@@ -123,7 +123,7 @@ def threads() -> int:
         with _lock:
             if "controller" not in _state:
                 wanted = os.environ.get("RNNLAB_BLAS_POOL", "1").strip() != "0"
-                _state["controller"] = _numpy_openblas() if wanted else None
+                _state["controller"] = numpy_openblas() if wanted else None
     controller = _state["controller"]
     if controller is None or "failed" in _state:
         return 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from .module import BackwardBeforeForwardError
@@ -23,13 +25,16 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
-def check_array(x, name: str, dtype: np.dtype, ndims=None, shape=None, last_dim=None) -> np.ndarray:
+def check_array(x, name: str, dtype: np.dtype, ndims=None, shape=None, last_dim=None,
+                nan: bool = True) -> np.ndarray:
     """Check type, dtype, rank, shape and NaN of an array going into a layer.
 
     Args:
         ndims: allowed ranks, e.g. (2, 3); None for any.
         shape: the exact expected shape, or None.
         last_dim: the expected size of the last axis (the features), or None.
+        nan: scan for NaN here; False when the caller scans a product of x instead
+            (see :func:`products_show_nan`).
     """
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name}: expected a numpy array of dtype {dtype}, got {type(x).__name__}")
@@ -48,9 +53,35 @@ def check_array(x, name: str, dtype: np.dtype, ndims=None, shape=None, last_dim=
         raise ValueError(f"{name}: expected a non-empty array, got shape {x.shape}")
     # min() propagates NaN: one pass and no temporary, where isnan(x).any() allocates
     # a boolean array as large as x (a training step checks every activation gradient).
-    if np.isnan(x.min()):
+    if nan and np.isnan(x.min()):
         raise ValueError(f"{name}: contains NaN")
     return x
+
+
+@lru_cache(maxsize=None)
+def products_show_nan() -> bool:
+    """Whether a NaN anywhere in x shows in every element of its row of x @ W.
+
+    In IEEE arithmetic NaN·w is NaN for every w (0 and ±inf included) and a sum
+    with a NaN term is NaN, so a product that computes every term shows each of
+    x's NaNs in its output. NumPy's own loops and OpenBLAS's kernels compute every
+    term; a BLAS that skipped zero factors (old reference BLAS did) would not, so
+    any other BLAS gets False and the input is scanned whole.
+    """
+    from ..functional._blas_pool import numpy_openblas
+    return numpy_openblas() is not None
+
+
+def nan_in_input_or_none(x: np.ndarray, product: np.ndarray, name: str) -> None:
+    """After ``product`` = x @ W (+ b) was computed from an x that :func:`check_array`
+    left unscanned (``nan=False``): a ValueError if x contains NaN.
+
+    The product is scanned first (it is smaller than x, or the caller would have
+    scanned x); only when it holds a NaN is x scanned, since the weights may have
+    put it there (inf·0), which is not the input's fault.
+    """
+    if np.isnan(product.min()) and np.isnan(x.min()):
+        raise ValueError(f"{name}: contains NaN")
 
 
 def require_cache(cache, module) -> None:

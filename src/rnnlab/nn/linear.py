@@ -7,7 +7,8 @@ import numpy as np
 from .. import init
 from ..functional.activations import ACTIVATIONS
 from ..functional.linear import input_grad_through_activation, linear_backward, linear_forward
-from ._checks import check_array, check_dtype, check_positive_int, require_cache
+from ._checks import (check_array, check_dtype, check_positive_int, nan_in_input_or_none,
+                      products_show_nan, require_cache)
 from .module import Module, Parameter, grad_sinks
 
 
@@ -44,10 +45,15 @@ class Linear(Module):
 
     def forward(self, x):
         """x (*, in_features) -> (*, out_features)."""
-        check_array(x, "Linear input", self.dtype, last_dim=self.in_features)
-        y, self._cache = linear_forward(x, self.weight.data,
-                                        None if self.bias is None else self.bias.data)
-        self._out_shape = y.shape
+        # A wide input is scanned for NaN through its product, out_features / in_features
+        # its size (see products_show_nan): for x (256, 4096) the scan of x took ~0.17 ms,
+        # 6-13 % of an MLP step at m = 32-128.
+        via_product = self.in_features > self.out_features and products_show_nan()
+        check_array(x, "Linear input", self.dtype, last_dim=self.in_features, nan=not via_product)
+        y, cache = linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data)
+        if via_product:
+            nan_in_input_or_none(x, y, "Linear input")
+        self._cache, self._out_shape = cache, y.shape
         return y
 
     def backward(self, grad_out, *, input_grad=True):
