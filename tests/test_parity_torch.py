@@ -640,32 +640,47 @@ def test_packed_weight_products_match_torch(torch, N, H):
 
 @pytest.mark.parametrize("N,H,kind", [(5, 64, "tanh"), (6, 128, "relu"), (33, 256, "tanh"),
                                       (16, 256, "relu"), (9, 80, "tanh")])
-def test_rnn_packed_weight_products_match_torch(torch, N, H, kind):
+@pytest.mark.parametrize("training", [False, True])
+def test_rnn_packed_weight_products_match_torch(torch, monkeypatch, N, H, kind, training):
     """float32 RNN steps whose products h_{t-1} W_hhᵀ and dpre_t W_hh run on a weight packed
     once (_loops_fused), against torch, both directions: on one thread (5 x 64, 6 x 128),
-    split over NumPy's BLAS threads (from 2^20 multiply-adds: 33 x 256 with a leftover
-    row, 16 x 256), and 9 x 80 (no whole 64-column panels) on NumPy's loops."""
+    split over NumPy's BLAS threads where there is a pool (from 2^20 multiply-adds:
+    33 x 256 with a leftover row, 16 x 256), and 9 x 80 (no whole 64-column panels) on
+    NumPy's loops. ``training``: as in a training step, no initial state, no gradient of
+    it, and T = 40, so that the backward runs in blocks of steps (from 256 KiB of dL/dpre)
+    that share one packed W_hh; else a given state and its gradient, T = 6.
+    The test counts the packed products, so it fails if they are not taken."""
     from rnnlab.functional import _loops_fused
     from rnnlab.functional.backend import numba_available, use_backend
     if not numba_available():
         pytest.skip("the packed products are compiled")
     from rnnlab.functional import _blas_pool, _packed
+    from rnnlab.functional import recurrent as R
     if not _packed.HOST_HAS_FMA:
         pytest.skip("the packed products are used on CPUs with FMA only")
-    T, I = 6, 7
-    states = np.empty((T + 1, N, H), np.float32)
-    taken = _loops_fused._rnn_product_threads(states, T)
+    T, I = (40, 7) if training else (6, 7)
+    taken = _loops_fused._rnn_product_threads(np.empty((T + 1, N, H), np.float32), T)
     pool = _blas_pool.threads()
     big = pool > 1 and N * H * H >= _packed.POOL_MIN_MACS
-    assert taken == (0 if H % 64 else pool if big else 1)
-    rng = np.random.default_rng(89 + N + H)
+    one = int(N * H <= _loops_fused.PACKED_MAX_UNITS)
+    assert taken == (0 if H % 64 else pool if big else one)
+    calls, packs = [], []
+    real_matmul, real_call = _packed.packed_matmul, _packed.PanelProduct.__call__
+    real_pack = _packed.pack_columns
+    monkeypatch.setattr(_packed, "packed_matmul", lambda *a, **k: calls.append(1) or real_matmul(*a, **k))
+    monkeypatch.setattr(_packed.PanelProduct, "__call__",
+                        lambda self, *a: calls.append(1) or real_call(self, *a))
+    monkeypatch.setattr(_packed, "pack_columns", lambda w: packs.append(1) or real_pack(w))
+    blocks = -(-T // R._block_steps(T, N * H * 4))  # backward calls of the loop
+    rng = np.random.default_rng(89 + N + H + T)
     ours = nn.RNN(I, H, nonlinearity=kind, bidirectional=True, dtype=np.float32, rng=rng)
     theirs = torch.nn.RNN(I, H, nonlinearity=kind, bidirectional=True, dtype=torch.float32)
     _randomize_biases(ours, rng)
     _load_into_torch(torch, ours, theirs)
     x = rng.standard_normal((T, N, I)).astype(np.float32)
-    h0 = rng.standard_normal((2, N, H)).astype(np.float32)
-    xt, h0t = to_torch(torch, x, True), to_torch(torch, h0, True)
+    h0 = None if training else rng.standard_normal((2, N, H)).astype(np.float32)
+    xt = to_torch(torch, x, True)
+    h0t = None if training else to_torch(torch, h0, True)
     with use_backend("fused"):
         out, h_n = ours(x, h0)
         tout, th = theirs(xt, h0t)
@@ -673,7 +688,17 @@ def test_rnn_packed_weight_products_match_torch(torch, N, H, kind):
         g = rng.standard_normal(out.shape).astype(np.float32)
         g_h = rng.standard_normal(h_n.shape).astype(np.float32)
         ((tout * to_torch(torch, g)).sum() + (th * to_torch(torch, g_h)).sum()).backward()
-        grad_x, grad_h0 = ours.backward(g, g_h)
+        grad_x, grad_h0 = ours.backward(g, g_h, state_grad=not training)
+    products = 2 * ((T - 1) + (T - 1)) if training else 2 * (T + T)  # both directions
+    if taken:
+        assert len(calls) == products
+        assert len(packs) == 2  # one packed W_hh per direction, for all blocks
+    else:
+        assert not calls
+    if training:
+        assert grad_h0 is None
+        assert (blocks > 1) == (T * N * H * 4 >= 1 << 18)  # 16 x 256, 33 x 256: in blocks
+    else:
+        assert_close(grad_h0, h0t.grad.numpy(), np.float32, "grad h0")
     assert_close(grad_x, xt.grad.numpy(), np.float32, "grad x")
-    assert_close(grad_h0, h0t.grad.numpy(), np.float32, "grad h0")
     _compare_params(torch, ours, theirs, np.float32)

@@ -26,8 +26,11 @@ A cache written by these loops must be backpropagated by them (the gate buffer
 holds τ, not σ); :mod:`.recurrent` keeps the loops with the cache.
 
 The RNN step is already three NumPy calls: the RNN runs the NumPy loops, but with
-its per-step products on a weight packed once (as the LSTM's, see :mod:`._packed`)
-wherever that beats OpenBLAS (``H`` a multiple of 64, from 4 rows).
+its per-step products on a weight packed once, by the rules of the LSTM's (see
+:func:`_product_threads`: ``H`` a multiple of 64, from 4 rows, on the pool from 2^20
+multiply-adds, on one core up to 4096 batch × hidden units). Those rules were
+measured on the LSTM's products; on the RNN's, A/B steps at H = 128-512 gained or
+held (see the commit that added them).
 """
 
 from __future__ import annotations
@@ -409,16 +412,24 @@ def rnn_forward_loop(states, weight_hh, relu, reverse, zero_start=False):
             np.tanh(out[t], out=out[t])
 
 
-def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True):
+def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True,
+                      workspace=None):
     """As :func:`._loops_numpy.rnn_backward_loop`, with the products dpre_t · W_hh on a
-    weight packed once (see _packed) where that is faster than OpenBLAS; else that loop."""
+    weight packed once (see _packed) where that is faster than OpenBLAS; else that loop.
+
+    The packed W_hh is kept in ``workspace`` (a dict the caller keeps across the blocks
+    of steps of one backward): packing it costs ~90 µs at H = 512, and a backward runs
+    up to 8 blocks."""
     T = states.shape[0] - 1
     threads = _rnn_product_threads(states, T if last_dh else T - 1)
     if not threads or not (dh.flags.c_contiguous and dh.dtype == states.dtype):
         return _loops_numpy.rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu,
                                               reverse, last_dh)
     _loops_numpy.activation_slopes(state_views(states, reverse)[0], relu, d_pre)
-    panels = _packed.pack_columns(weight_hh)  # W_hh (H, H) in panels
+    workspace = {} if workspace is None else workspace
+    if "packed_weight_hh" not in workspace:
+        workspace["packed_weight_hh"] = _packed.pack_columns(weight_hh)  # W_hh (H, H) in panels
+    panels = workspace["packed_weight_hh"]
     product = _step_product(panels, dh, d_pre, threads)
     for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
         if grad_output is not None:

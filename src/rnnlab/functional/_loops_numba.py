@@ -164,7 +164,8 @@ def rnn_forward_loop(states, weight_hh, relu, reverse, zero_start=False):
     _rnn_forward(states, np.ascontiguousarray(weight_hh.T), relu, reverse, zero_start)
 
 
-def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True):
+def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True,
+                      workspace=None):
     grad_output, has = _grad_or_dummy(grad_output, states)
     _rnn_backward(states, weight_hh, grad_output, has, dh, d_pre, relu, reverse, last_dh)
 

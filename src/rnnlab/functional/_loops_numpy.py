@@ -67,11 +67,14 @@ def activation_slopes(out, relu, into):
         np.subtract(1, into, out=into)
 
 
-def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True):
+def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True,
+                      workspace=None):
     """Fill d_pre (T, N, H) with dL/dpre_t; dh (N, H) enters as dL/dh_T, leaves as dL/dh_0.
 
     With ``last_dh=False`` the last GEMM, dL/dh_0, is skipped (nobody needs
-    it) and dh is left holding dL/dh_1.
+    it) and dh is left holding dL/dh_1. ``workspace``: a dict the caller keeps
+    across the blocks of steps of one backward, for what a loop prepares once
+    (the fused loops keep their packed W_hh there); unused here.
     """
     out, _ = state_views(states, reverse)
     activation_slopes(out, relu, d_pre)

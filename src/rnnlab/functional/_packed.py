@@ -1,4 +1,4 @@
-"""A float32 GEMM on a weight packed once, for the per-step products of the LSTM.
+"""A float32 GEMM on a weight packed once, for the per-step products of the LSTM and RNN.
 
 Why: the recurrent product of every time step multiplies a thin batch by the
 same weight, h_{t-1} (N, H) · W_hhᵀ (H, 4H), and OpenBLAS packs (copies into

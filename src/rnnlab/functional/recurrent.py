@@ -184,6 +184,7 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True, accumu
     K = _block_steps(T, N * H * x.itemsize)
     d_pre = np.empty((K, N, H), dtype=x.dtype)  # dL/dpre_t for the steps of one block
     starts = range(0, T, K)
+    workspace = {}  # what the loops prepare once for all blocks (the fused ones: a packed W_hh)
     totals = None
     last_block = starts[-1] if reverse else 0  # the one holding the sweep's first step
     for a in (starts if reverse else reversed(starts)):  # blocks in BPTT order
@@ -191,7 +192,8 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True, accumu
         block_states, d_block = states[a:b + 1], d_pre[:b - a]  # (b-a+1, N, H), (b-a, N, H)
         is_last = a == last_block
         loops.rnn_backward_loop(block_states, weight_hh, None if grad_output is None else grad_output[a:b],
-                                dh, d_block, relu, reverse, last_dh=state_grad or not is_last)
+                                dh, d_block, relu, reverse, last_dh=state_grad or not is_last,
+                                workspace=workspace)
         if input_grad:
             np.matmul(d_block.reshape(-1, H), weight_ih, out=grad_x[a:b].reshape(-1, I))
         _, prev = _state_views(block_states, reverse)
