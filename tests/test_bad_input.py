@@ -93,7 +93,7 @@ def _refuse_nan_input(monkeypatch, _checks, linear_module, through_product, weig
     before = {k: v.copy() for k, v in layer.state_dict().items()}
     scans = []
     real_scan = _checks.nan_in_input_or_none
-    monkeypatch.setattr(linear_module, "nan_in_input_or_none",
+    monkeypatch.setattr(_checks, "nan_in_input_or_none",
                         lambda *a: scans.append(1) or real_scan(*a))
     with pytest.raises(ValueError, match="Linear input: contains NaN"):
         layer(x)
@@ -116,23 +116,52 @@ def test_a_nan_made_by_the_weights_is_not_the_inputs():
     assert np.isnan(y[:, 1]).all() and np.isfinite(y[:, 0]).all()
 
 
-def test_products_show_nan_on_this_blas():
-    """NumPy's wheels ship OpenBLAS, where the product scan is used; a NaN in any element of
-    x shows in every element of its row of x @ W, for zero and infinite W too."""
-    from rnnlab.functional._blas_pool import numpy_openblas
+@pytest.mark.parametrize("x_shape,n_in,n_out", [((300,), 300, 7), ((1, 9), 9, 2),
+                                                ((16, 4096), 4096, 16), ((256, 4096), 4096, 32)])
+def test_a_nan_shows_through_the_product(x_shape, n_in, n_out):
+    """Where the scan rides on the product (NumPy on OpenBLAS), a NaN in any element of x
+    shows in every element of its row of the Linear's product, for zero and infinite
+    weights in its column too: 1-D and 2-D x, and 16 rows of a (16, 4096) weight, which
+    the Linear takes feature-major (W · xᵀ)."""
+    from rnnlab.functional.linear import linear_forward
     from rnnlab.nn._checks import products_show_nan
-    assert products_show_nan() == (numpy_openblas() is not None)
-    rng = np.random.default_rng(5)
-    for rows, inner, cols in [(1, 7, 3), (33, 300, 17), (256, 4096, 32)]:
-        x = rng.standard_normal((rows, inner)).astype(F32)
-        r, k = int(rng.integers(rows)), int(rng.integers(inner))
-        x[r, k] = np.nan
-        w = rng.standard_normal((inner, cols)).astype(F32)
-        w[k] = 0
-        w[k, 0] = np.inf
-        y = x @ w
-        assert np.isnan(y[r]).all()
-        assert not np.isnan(np.delete(y, r, axis=0)).any()
+    if not products_show_nan():
+        pytest.skip("this NumPy's BLAS gets the whole scan")
+    rng = np.random.default_rng(n_in + n_out)
+    x = rng.standard_normal(x_shape).astype(F32)
+    where = tuple(int(rng.integers(d)) for d in x_shape)
+    x[where] = np.nan
+    w = rng.standard_normal((n_out, n_in)).astype(F32)
+    w[:, where[-1]] = 0
+    w[0, where[-1]] = np.inf
+    with np.errstate(invalid="ignore"):
+        y, _ = linear_forward(x, w, rng.standard_normal(n_out).astype(F32))
+    rows = y.reshape(-1, n_out)
+    bad_row = where[0] if x.ndim == 2 else 0
+    assert np.isnan(rows[bad_row]).all()
+    assert not np.isnan(np.delete(rows, bad_row, axis=0)).any()
+    with pytest.raises(ValueError, match="Linear input: contains NaN"):
+        layer = nn.Linear(n_in, n_out, rng=0)
+        layer.weight.data[:] = w
+        with np.errstate(invalid="ignore"):
+            layer(x)
+
+
+def test_nan_input_under_errstate_raise():
+    """With np.errstate(invalid="raise"), a NaN input whose product meets inf·0 still gets
+    the ValueError naming the input (not a FloatingPointError from inside the product);
+    a clean input keeps the FloatingPointError, which is about the weights."""
+    layer = nn.Linear(6, 2, rng=0)
+    layer.weight.data[0, 3] = np.inf
+    x = np.ones((4, 6), F32)
+    x[:, 3] = 0
+    x[1, 5] = np.nan
+    with np.errstate(invalid="raise"):
+        with pytest.raises(ValueError, match="Linear input: contains NaN"):
+            layer(x)
+        x[1, 5] = 1
+        with pytest.raises(FloatingPointError):
+            layer(x)
 
 
 def test_bad_constructor_arguments():

@@ -160,8 +160,8 @@ def test_interleave_blocks_with_settle():
         assert len(set(b.split())) == 1 and len(b.split()) >= 2
     assert sleeps == [0.5] * 4
     assert len(samples[0]) == sum(len(b.split()) - 1 for b in blocks[::2])
-    # one settle time per callable: each sleep is the one before that callable's block,
-    # and the waking call follows that callable's own settle time
+    # one settle time per callable: each sleep is the one before that callable's block;
+    # the waking call is for calls shorter than the longest settle time, on every side
     sleeps.clear()
     events.clear()
     interleave([lambda: events.append("A"), lambda: events.append("B")], budget=0.0,
@@ -173,7 +173,7 @@ def test_interleave_blocks_with_settle():
     assert " ".join(events[2:]) == "sleep A A sleep B B sleep A A sleep B B"
     with pytest.raises(ValueError, match="one settle time per callable"):
         interleave([lambda: None], budget=0.0, settle=[0.1, 0.1])
-    with pytest.raises(ValueError, match="settle"):
+    with pytest.raises(ValueError, match="need budget, warmup, settle, block >= 0"):
         interleave([lambda: None, lambda: None], budget=0.0, settle=[0.1, -0.1])
     # a call slower than the settle is not repeated to wake the threads
     events.clear()

@@ -66,10 +66,16 @@ def products_show_nan() -> bool:
     with a NaN term is NaN, so a product that computes every term shows each of
     x's NaNs in its output. NumPy's own loops and OpenBLAS's kernels compute every
     term; a BLAS that skipped zero factors (old reference BLAS did) would not, so
-    any other BLAS gets False and the input is scanned whole.
+    any other BLAS gets False and the input is scanned whole: NumPy must be built on
+    OpenBLAS and have it loaded (an OpenBLAS loaded by SciPy next to a NumPy on
+    another BLAS does not count).
     """
     from ..functional._blas_pool import numpy_openblas
-    return numpy_openblas() is not None
+    try:
+        built_on = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    except Exception:  # an older or unusual NumPy: no build facts to go by
+        return False
+    return "openblas" in str(built_on).lower() and numpy_openblas() is not None
 
 
 def nan_in_input_or_none(x: np.ndarray, product: np.ndarray, name: str) -> None:
@@ -82,6 +88,21 @@ def nan_in_input_or_none(x: np.ndarray, product: np.ndarray, name: str) -> None:
     """
     if np.isnan(product.min()) and np.isnan(x.min()):
         raise ValueError(f"{name}: contains NaN")
+
+
+def product_of_checked_input(product, x: np.ndarray, name: str):
+    """``product()``, computed from an x left unscanned by :func:`check_array`, and then
+    checked by :func:`nan_in_input_or_none`. A floating-point error raised inside it (under
+    ``np.errstate(invalid="raise")``, NaN arithmetic is one) becomes the input's NaN
+    error when x holds a NaN, as the whole scan before the product would have said."""
+    try:
+        result = product()
+    except FloatingPointError:
+        if np.isnan(x.min()):
+            raise ValueError(f"{name}: contains NaN") from None
+        raise
+    nan_in_input_or_none(x, result[0], name)
+    return result
 
 
 def require_cache(cache, module) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 from .. import init
 from ..functional.activations import ACTIVATIONS
 from ..functional.linear import input_grad_through_activation, linear_backward, linear_forward
-from ._checks import (check_array, check_dtype, check_positive_int, nan_in_input_or_none,
+from ._checks import (check_array, check_dtype, check_positive_int, product_of_checked_input,
                       products_show_nan, require_cache)
 from .module import Module, Parameter, grad_sinks
 
@@ -50,9 +50,12 @@ class Linear(Module):
         # 6-13 % of an MLP step at m = 32-128.
         via_product = self.in_features > self.out_features and products_show_nan()
         check_array(x, "Linear input", self.dtype, last_dim=self.in_features, nan=not via_product)
-        y, cache = linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data)
+        bias = None if self.bias is None else self.bias.data
         if via_product:
-            nan_in_input_or_none(x, y, "Linear input")
+            y, cache = product_of_checked_input(lambda: linear_forward(x, self.weight.data, bias),
+                                                x, "Linear input")
+        else:
+            y, cache = linear_forward(x, self.weight.data, bias)
         self._cache, self._out_shape = cache, y.shape
         return y
 
