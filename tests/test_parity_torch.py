@@ -639,7 +639,7 @@ def test_packed_weight_products_match_torch(torch, N, H):
 
 
 @pytest.mark.parametrize("N,H,kind", [(5, 64, "tanh"), (6, 128, "relu"), (33, 256, "tanh"),
-                                      (16, 256, "relu"), (9, 80, "tanh")])
+                                      (16, 256, "relu"), (64, 128, "tanh"), (9, 80, "tanh")])
 @pytest.mark.parametrize("training", [False, True])
 def test_rnn_packed_weight_products_match_torch(torch, monkeypatch, N, H, kind, training):
     """float32 RNN steps whose products h_{t-1} W_hhᵀ and dpre_t W_hh run on a weight packed
@@ -648,7 +648,8 @@ def test_rnn_packed_weight_products_match_torch(torch, monkeypatch, N, H, kind, 
     33 x 256 with a leftover row, 16 x 256), and 9 x 80 (no whole 64-column panels) on
     NumPy's loops. ``training``: as in a training step, no initial state, no gradient of
     it, and T = 40, so that the backward runs in blocks of steps (from 256 KiB of dL/dpre)
-    that share one packed W_hh; else a given state and its gradient, T = 6.
+    that share one packed W_hh up to KEEP_PACKED_MAX_ROWS rows a block (64 x 128: 320 rows,
+    one packed W_hh per block); else a given state and its gradient, T = 6.
     The test counts the packed products, so it fails if they are not taken."""
     from rnnlab.functional import _loops_fused
     from rnnlab.functional.backend import numba_available, use_backend
@@ -671,7 +672,9 @@ def test_rnn_packed_weight_products_match_torch(torch, monkeypatch, N, H, kind, 
     monkeypatch.setattr(_packed.PanelProduct, "__call__",
                         lambda self, *a: calls.append(1) or real_call(self, *a))
     monkeypatch.setattr(_packed, "pack_columns", lambda w: packs.append(1) or real_pack(w))
-    blocks = -(-T // R._block_steps(T, N * H * 4))  # backward calls of the loop
+    block_steps = R._block_steps(T, N * H * 4)
+    blocks = -(-T // block_steps)  # backward calls of the loop
+    kept = block_steps * N <= _loops_fused.KEEP_PACKED_MAX_ROWS
     rng = np.random.default_rng(89 + N + H + T)
     ours = nn.RNN(I, H, nonlinearity=kind, bidirectional=True, dtype=np.float32, rng=rng)
     theirs = torch.nn.RNN(I, H, nonlinearity=kind, bidirectional=True, dtype=torch.float32)
@@ -692,12 +695,12 @@ def test_rnn_packed_weight_products_match_torch(torch, monkeypatch, N, H, kind, 
     products = 2 * ((T - 1) + (T - 1)) if training else 2 * (T + T)  # both directions
     if taken:
         assert len(calls) == products
-        assert len(packs) == 2  # one packed W_hh per direction, for all blocks
+        assert len(packs) == 2 * (1 if kept else blocks)  # per direction: once, or per block
     else:
         assert not calls
     if training:
         assert grad_h0 is None
-        assert (blocks > 1) == (T * N * H * 4 >= 1 << 18)  # 16 x 256, 33 x 256: in blocks
+        assert (blocks > 1) == (T * N * H * 4 >= 1 << 18)  # 16 x 256, 33 x 256, 64 x 128
     else:
         assert_close(grad_h0, h0t.grad.numpy(), np.float32, "grad h0")
     assert_close(grad_x, xt.grad.numpy(), np.float32, "grad x")

@@ -412,24 +412,32 @@ def rnn_forward_loop(states, weight_hh, relu, reverse, zero_start=False):
             np.tanh(out[t], out=out[t])
 
 
+KEEP_PACKED_MAX_ROWS = 256
+
+
 def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True,
                       workspace=None):
     """As :func:`._loops_numpy.rnn_backward_loop`, with the products dpre_t · W_hh on a
     weight packed once (see _packed) where that is faster than OpenBLAS; else that loop.
 
-    The packed W_hh is kept in ``workspace`` (a dict the caller keeps across the blocks
-    of steps of one backward): packing it costs ~90 µs at H = 512, and a backward runs
-    up to 8 blocks."""
+    A block of at most KEEP_PACKED_MAX_ROWS rows (steps × batch) keeps its packed W_hh in
+    ``workspace`` (a dict the caller keeps across the blocks of steps of one backward) for
+    the next: packing costs ~90 µs at H = 512, as much as the block's own products at
+    N = 32 and 2 steps (A/B step (32, 64, 512, 16): 0.94 -> 0.86 of torch). Larger
+    blocks pack their own, freed before the caller's weight-gradient GEMMs: a kept copy
+    (H² floats) raised the traced peak of (256, 8, 512, 16) from 1.50 to 1.62 times the
+    BPTT minimum, for a saving of ~2 % of the step."""
     T = states.shape[0] - 1
     threads = _rnn_product_threads(states, T if last_dh else T - 1)
     if not threads or not (dh.flags.c_contiguous and dh.dtype == states.dtype):
         return _loops_numpy.rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu,
                                               reverse, last_dh)
     _loops_numpy.activation_slopes(state_views(states, reverse)[0], relu, d_pre)
-    workspace = {} if workspace is None else workspace
-    if "packed_weight_hh" not in workspace:
-        workspace["packed_weight_hh"] = _packed.pack_columns(weight_hh)  # W_hh (H, H) in panels
-    panels = workspace["packed_weight_hh"]
+    panels = None if workspace is None else workspace.get("packed_weight_hh")
+    if panels is None:
+        panels = _packed.pack_columns(weight_hh)  # W_hh (H, H) in panels
+        if workspace is not None and d_pre.shape[0] * d_pre.shape[1] <= KEEP_PACKED_MAX_ROWS:
+            workspace["packed_weight_hh"] = panels
     product = _step_product(panels, dh, d_pre, threads)
     for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
         if grad_output is not None:
