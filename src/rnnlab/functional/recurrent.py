@@ -140,7 +140,7 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     states[-1 if reverse else 0] = 0 if zero_start else h0
     _input_projection(x, weight_ih, bias_ih, bias_hh, out)  # out holds pre_t for now
     _loops(N, H).rnn_forward_loop(states, weight_hh, nonlinearity == "relu", reverse,
-                                         zero_start=zero_start)
+                                  zero_start=zero_start)
     h_n = states[0] if reverse else states[T]
     cache = (x, states, weight_ih, weight_hh, bias_ih is not None, nonlinearity, reverse,
              zero_start)

@@ -91,10 +91,11 @@ def nan_in_input_or_none(x: np.ndarray, product: np.ndarray, name: str) -> None:
 
 
 def product_of_checked_input(product, x: np.ndarray, name: str):
-    """``product()``, computed from an x left unscanned by :func:`check_array`, and then
-    checked by :func:`nan_in_input_or_none`. A floating-point error raised inside it (under
-    ``np.errstate(invalid="raise")``, NaN arithmetic is one) becomes the input's NaN
-    error when x holds a NaN, as the whole scan before the product would have said."""
+    """``product()``'s result, a tuple whose first item is the product of an x that
+    :func:`check_array` left unscanned (as ``linear_forward`` returns ``(y, cache)``),
+    once :func:`nan_in_input_or_none` has checked x through it. A floating-point error
+    raised inside it (under ``np.errstate(invalid="raise")``, NaN arithmetic is one)
+    becomes the input's NaN error when x holds a NaN, as the whole scan would have said."""
     try:
         result = product()
     except FloatingPointError:
