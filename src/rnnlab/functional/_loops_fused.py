@@ -272,6 +272,18 @@ def _forward_pass_on_pool(threads, which, act, x1, x2, x3=None):
     _blas_pool.run_chunks(_row_jobs()[0], N, fields, threads)
 
 
+def _step_product(panels, out, a_steps, threads):
+    """A function of t that sets and returns out (N, ·) = a_steps[t] · B, B packed in
+    ``panels``: on the pool (A found by its address, a_steps' base + t steps) or on this
+    thread. The LSTM and RNN loops of both directions take their products from it."""
+    if threads < 2:
+        return lambda t: _packed.packed_matmul(a_steps[t], panels, out)
+    product = _packed.PanelProduct(panels, out, out.shape[0],
+                                   a_steps.strides[1] // a_steps.itemsize, threads)
+    address, step = a_steps.ctypes.data, a_steps.strides[0]
+    return lambda t: product(address + t * step, a_steps[t])
+
+
 def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zero_start=False,
                       bias=None):
     """As the NumPy loops, but gates (T, N, 4H) arrive holding x_t (½W_ih)ᵀ only, the i, f, o
@@ -292,9 +304,8 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
         panels = _packed.pack_transposed(weight_hh)  # W_hhᵀ, packed once for all steps
     feature_major = not packed and _feature_major_product(N, G // 4)
     recur = np.empty((G, N) if feature_major else (N, G), dtype=gates.dtype)
-    if packed > 1:  # on the pool: A = h_prev[t] is found by its address, h_prev's base + t steps
-        product = _packed.PanelProduct(panels, recur, N, h_prev.strides[1] // h_prev.itemsize, packed)
-        h_prev_address, h_prev_step = h_prev.ctypes.data, h_prev.strides[0]
+    if packed:
+        product = _step_product(panels, recur, h_prev, packed)  # (N, 4H) = h_prev[t] W_hhᵀ
     rows = _row_threads(N, G // 4, gates.dtype)  # > 1: the compiled passes run on the pool
     for k, t in enumerate(sweep(T, reverse)):
         act = gates[t]
@@ -302,10 +313,8 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
             act += bias
             np.tanh(act, out=act)
         else:
-            if packed > 1:
-                product(h_prev_address + t * h_prev_step, h_prev[t])  # (N, 4H)
-            elif packed:
-                _packed.packed_matmul(h_prev[t], panels, recur)  # (N, 4H)
+            if packed:
+                product(t)  # (N, 4H)
             elif feature_major:
                 np.matmul(weight_hh, h_prev[t].T, out=recur)  # (4H, N)
             else:
@@ -338,9 +347,7 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
     packed = _product_threads(N, G // 4, G // 4, gates.dtype) if products > 0 else 0
     if packed:
         panels = _packed.pack_columns(weight_hh)  # W_hh (4H, H), packed once for all steps
-    if packed > 1:  # on the pool: A = gates[t] is found by its address (see the forward)
-        product = _packed.PanelProduct(panels, dh, N, gates.strides[1] // gates.itemsize, packed)
-        gates_address, gates_step = gates.ctypes.data, gates.strides[0]
+        product = _step_product(panels, dh, gates, packed)  # dh = gates[t] W_hh
     feature_major = not packed and _backward_feature_major(N, G // 4, products)
     if feature_major:
         weight_hh_t = np.empty((G // 4, G), dtype=gates.dtype)  # (H, 4H)
@@ -363,10 +370,8 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
             _gate_gradients(act, tanh_c[t], c_prev[t], grad_output[t], True, dh, dc, half)
         if not last_dh and k == T - 1:
             continue
-        if packed > 1:
-            product(gates_address + t * gates_step, act)
-        elif packed:
-            _packed.packed_matmul(act, panels, dh)
+        if packed:
+            product(t)
         elif feature_major:
             np.matmul(weight_hh_t, act.T, out=dh_t)  # (H, N)
             transpose_into(dh_t, dh)
@@ -380,36 +385,18 @@ def _rnn_product_threads(states: np.ndarray, products: int) -> int:
     return _product_threads(N, H, H, states.dtype, inner=H) if products > 0 else 0
 
 
-def _step_product(panels, out, a_steps, threads):
-    """A function of t that sets out (N, ·) = a_steps[t] · B, B packed in ``panels``: on the
-    pool (A found by its address, a_steps' base + t steps) or on this thread."""
-    if threads < 2:
-        return lambda t: _packed.packed_matmul(a_steps[t], panels, out)
-    product = _packed.PanelProduct(panels, out, out.shape[0],
-                                   a_steps.strides[1] // a_steps.itemsize, threads)
-    address, step = a_steps.ctypes.data, a_steps.strides[0]
-    return lambda t: product(address + t * step, a_steps[t])
-
-
 def rnn_forward_loop(states, weight_hh, relu, reverse, zero_start=False):
-    """As :func:`._loops_numpy.rnn_forward_loop`, with the products h_{t-1} · W_hhᵀ on a
-    weight packed once (see _packed) where that is faster than OpenBLAS; else that loop."""
+    """:func:`._loops_numpy.rnn_forward_loop`, with the products h_{t-1} · W_hhᵀ on a
+    weight packed once (see _packed) where that is faster than OpenBLAS."""
     T = states.shape[0] - 1
     threads = _rnn_product_threads(states, T - 1 if zero_start else T)
-    if not threads:
-        return _loops_numpy.rnn_forward_loop(states, weight_hh, relu, reverse, zero_start)
-    out, prev = state_views(states, reverse)
-    panels = _packed.pack_transposed(weight_hh)  # W_hhᵀ (H, H) in panels, once for all steps
-    recur = np.empty(out.shape[1:], dtype=states.dtype)  # (N, H): h_{t-1} W_hhᵀ
-    product = _step_product(panels, recur, prev, threads)
-    for k, t in enumerate(sweep(T, reverse)):
-        if k or not zero_start:
-            product(t)
-            out[t] += recur
-        if relu:
-            np.maximum(out[t], 0, out=out[t])
-        else:
-            np.tanh(out[t], out=out[t])
+    product = None
+    if threads:
+        prev = state_views(states, reverse)[1]
+        panels = _packed.pack_transposed(weight_hh)  # W_hhᵀ (H, H) in panels, once for all steps
+        recur = np.empty(states.shape[1:], dtype=states.dtype)  # (N, H): h_{t-1} W_hhᵀ
+        product = _step_product(panels, recur, prev, threads)
+    _loops_numpy.rnn_forward_loop(states, weight_hh, relu, reverse, zero_start, product)
 
 
 KEEP_PACKED_MAX_ROWS = 256
@@ -417,8 +404,8 @@ KEEP_PACKED_MAX_ROWS = 256
 
 def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True,
                       workspace=None):
-    """As :func:`._loops_numpy.rnn_backward_loop`, with the products dpre_t · W_hh on a
-    weight packed once (see _packed) where that is faster than OpenBLAS; else that loop.
+    """:func:`._loops_numpy.rnn_backward_loop`, with the products dpre_t · W_hh on a
+    weight packed once (see _packed) where that is faster than OpenBLAS.
 
     A block of at most KEEP_PACKED_MAX_ROWS rows (steps × batch) keeps its packed W_hh in
     ``workspace`` (a dict the caller keeps across the blocks of steps of one backward) for
@@ -429,19 +416,13 @@ def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, 
     BPTT minimum, for a saving of ~2 % of the step."""
     T = states.shape[0] - 1
     threads = _rnn_product_threads(states, T if last_dh else T - 1)
-    if not threads or not (dh.flags.c_contiguous and dh.dtype == states.dtype):
-        return _loops_numpy.rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu,
-                                              reverse, last_dh)
-    _loops_numpy.activation_slopes(state_views(states, reverse)[0], relu, d_pre)
-    panels = None if workspace is None else workspace.get("packed_weight_hh")
-    if panels is None:
-        panels = _packed.pack_columns(weight_hh)  # W_hh (H, H) in panels
-        if workspace is not None and d_pre.shape[0] * d_pre.shape[1] <= KEEP_PACKED_MAX_ROWS:
-            workspace["packed_weight_hh"] = panels
-    product = _step_product(panels, dh, d_pre, threads)
-    for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
-        if grad_output is not None:
-            dh += grad_output[t]
-        d_pre[t] *= dh
-        if last_dh or k < T - 1:
-            product(t)
+    product = None
+    if threads and dh.flags.c_contiguous and dh.dtype == states.dtype:
+        panels = None if workspace is None else workspace.get("packed_weight_hh")
+        if panels is None:
+            panels = _packed.pack_columns(weight_hh)  # W_hh (H, H) in panels
+            if workspace is not None and d_pre.shape[0] * d_pre.shape[1] <= KEEP_PACKED_MAX_ROWS:
+                workspace["packed_weight_hh"] = panels
+        product = _step_product(panels, dh, d_pre, threads)
+    _loops_numpy.rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse,
+                                   last_dh, dh_product=product)

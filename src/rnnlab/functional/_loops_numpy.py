@@ -38,53 +38,59 @@ def _recurrent_operand(weight_hh, T):
     return np.ascontiguousarray(weight_hh.T) if T > 2 else weight_hh.T
 
 
-def rnn_forward_loop(states, weight_hh, relu, reverse, zero_start=False):
+def rnn_forward_loop(states, weight_hh, relu, reverse, zero_start=False, recurrent_product=None):
     """states (T+1, N, H): the initial state at its end, pre_t (input part) in the output slots.
 
     Leaves h_t = act(pre_t + h_{t-1} W_hhᵀ) in the output slots. With
     ``zero_start`` the initial state is zero and the first step skips its GEMM.
+    ``recurrent_product``: a function of t returning h_{t-1} W_hhᵀ (N, H), when
+    another module computes it (the fused loops: on a packed weight); None: matmul.
     """
     out, prev = state_views(states, reverse)
-    weight_hh_t = _recurrent_operand(weight_hh, out.shape[0])  # (H, H)
-    recur = np.empty(out.shape[1:], dtype=states.dtype)  # (N, H): h_{t-1} W_hhᵀ
+    if recurrent_product is None:
+        weight_hh_t = _recurrent_operand(weight_hh, out.shape[0])  # (H, H)
+        recur = np.empty(out.shape[1:], dtype=states.dtype)  # (N, H): h_{t-1} W_hhᵀ
+
+        def recurrent_product(t):
+            return np.matmul(prev[t], weight_hh_t, out=recur)
+
     for k, t in enumerate(sweep(out.shape[0], reverse)):
         if k or not zero_start:
-            np.matmul(prev[t], weight_hh_t, out=recur)
-            out[t] += recur
+            out[t] += recurrent_product(t)
         if relu:
             np.maximum(out[t], 0, out=out[t])
         else:
             np.tanh(out[t], out=out[t])
 
 
-def activation_slopes(out, relu, into):
-    """into (T, N, H) = act'(pre_t), read from the outputs out (T, N, H): 1[h > 0] (relu) or
-    1 - h² (tanh), for all steps at once."""
-    if relu:
-        np.greater(out, 0, out=into)
-    else:
-        np.multiply(out, out, out=into)
-        np.subtract(1, into, out=into)
-
-
 def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True,
-                      workspace=None):
+                      workspace=None, dh_product=None):
     """Fill d_pre (T, N, H) with dL/dpre_t; dh (N, H) enters as dL/dh_T, leaves as dL/dh_0.
 
     With ``last_dh=False`` the last GEMM, dL/dh_0, is skipped (nobody needs
     it) and dh is left holding dL/dh_1. ``workspace``: a dict the caller keeps
     across the blocks of steps of one backward, for what a loop prepares once
-    (the fused loops keep their packed W_hh there); unused here.
+    (the fused loops keep their packed W_hh there); unused here. ``dh_product``:
+    a function of t writing dpre_t W_hh into dh, when another module computes it
+    (the fused loops); None: matmul.
     """
     out, _ = state_views(states, reverse)
-    activation_slopes(out, relu, d_pre)
+    if relu:  # act' from the output: 1[h > 0] or 1 - h², for all steps at once
+        np.greater(out, 0, out=d_pre)
+    else:
+        np.multiply(out, out, out=d_pre)
+        np.subtract(1, d_pre, out=d_pre)
+    if dh_product is None:
+        def dh_product(t):
+            np.matmul(d_pre[t], weight_hh, out=dh)
+
     T = out.shape[0]
     for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
         if grad_output is not None:
             dh += grad_output[t]
         d_pre[t] *= dh
         if last_dh or k < T - 1:
-            np.matmul(d_pre[t], weight_hh, out=dh)
+            dh_product(t)
 
 
 def _sigmoid_(a):
