@@ -16,7 +16,7 @@ from conftest import assert_close
 from rnnlab.bench import (BenchConfig, Point, grid_points, interleave, make_pair, percentile,
                           run_timing, step_peak_memory, summarize, summarize_ratios, write_results)
 from rnnlab.bench import models as bench_models
-from rnnlab.analysis.complexity import model_bptt_memory
+from rnnlab.analysis.complexity import model_bptt_memory, model_training_flops
 
 F32 = np.float32
 
@@ -315,6 +315,58 @@ def test_settle_times_follow_the_previous_sides_spin():
     OpenBLAS's (with a 1.2x + 20 ms margin, at most 0.5 s); alone, rnnlab follows itself."""
     from rnnlab.bench.runner import _settle_times
     spin = {"numpy_blas": 0.13, "torch": 0.005}
-    assert _settle_times(spin, 2) == [pytest.approx(0.026), pytest.approx(0.176)]
-    assert _settle_times({"numpy_blas": 0.13}, 1) == [pytest.approx(0.176)]
-    assert _settle_times({"numpy_blas": 2.0, "torch": 0.0}, 2) == [0.02, 0.5]
+    sides = ("numpy_blas", "torch")
+    assert _settle_times(spin, sides) == [pytest.approx(0.026), pytest.approx(0.176)]
+    assert _settle_times({"numpy_blas": 0.13}, ("numpy_blas",)) == [pytest.approx(0.176)]
+    assert _settle_times({"numpy_blas": 2.0, "torch": 0.0}, sides) == [0.02, 0.5]
+    # With the GEMM after torch: rnnlab now follows OpenBLAS's GEMM, the GEMM follows torch.
+    assert _settle_times(spin, sides + ("numpy_blas",)) == [
+        pytest.approx(0.176), pytest.approx(0.176), pytest.approx(0.026)]
+
+
+def test_min_repeats_default_per_grid():
+    """The full grid asks 12 timed steps per side (its slow points get one per round); an
+    explicit value is kept; zero is refused."""
+    assert BenchConfig(grid="full").min_repeats == 12
+    assert BenchConfig(grid="small").min_repeats == 5
+    assert BenchConfig(grid="full", min_repeats=3).min_repeats == 3
+    with pytest.raises(ValueError):
+        BenchConfig(grid="full", min_repeats=0)
+
+
+def test_largest_points_by_flops():
+    from rnnlab.bench.runner import _largest_points
+    points = grid_points("full")
+    largest = _largest_points(points)
+    assert {p.model for p in largest} == {"mlp", "rnn", "lstm"} and len(largest) == 3
+    for p in largest:
+        flops = model_training_flops(p.model, p.d, p.n, p.m, p.T, p.k, input_grad=False)
+        assert all(model_training_flops(q.model, q.d, q.n, q.m, q.T, q.k, input_grad=False)
+                   <= flops for q in points if q.model == p.model)
+    assert {(p.d, p.n, p.m, p.T) for p in largest} == {(256, 64, 512, 64)}
+
+
+def test_largest_point_times_a_gemm_beside_it(monkeypatch):
+    """The largest point of each model runs the sgemm in its rounds; its local share is its
+    GFLOP/s over that GEMM's, in the point row and in the summary; other points have none."""
+    from rnnlab.bench import runner
+
+    monkeypatch.setattr(runner, "import_torch", lambda: None)
+    config = BenchConfig(grid="tiny", models=("rnn", "mlp"), vs="none", budget=0.01, warmup=1,
+                         min_repeats=2, gemm_size=64, gemm_budget=0.01)
+    results = run_timing(config, progress=False)
+    largest = runner._largest_points(grid_points("tiny", ("rnn", "mlp")))
+    for row in results["points"]:
+        point = Point(row["model"], row["d"], row["n"], row["m"], row["T"], row["k"])
+        if point in largest:
+            assert row["gemm_local_gflops"] > 0
+            assert row["rnnlab_local_share"] == pytest.approx(
+                row["rnnlab_gflops"] / row["gemm_local_gflops"])
+            big = results["summary"][row["model"]]["largest"]
+            assert big["rnnlab_local_share"] == row["rnnlab_local_share"]
+            assert big["gemm_local_gflops"] == row["gemm_local_gflops"]
+        else:
+            assert row["gemm_local_gflops"] is None and row["rnnlab_local_share"] is None
+        assert row["torch_local_share"] is None
+    assert set(results["interleaving"]["settle_with_gemm_s"]) == {"rnnlab", "gemm"}
+    assert "%local" in runner.gemm_line(results)

@@ -29,7 +29,7 @@ from .machine import (OtherLoad, backend, loadavg, loops_for, machine_facts, pin
                       wait_for_quiet)
 from .memory import step_peak_memory
 from .models import Point, import_torch, make_pair
-from .timing import gemm_throughput, idle_spin, interleave, summarize
+from .timing import gemm_throughput, idle_spin, interleave, square_gemm, summarize
 
 __all__ = ["BenchConfig", "run_timing", "run_memory", "write_results", "default_out_dir",
            "summarize_ratios", "render_timing", "render_memory", "timing_markdown",
@@ -47,6 +47,11 @@ DEFAULT_RETRIES = {"tiny": 0, "small": 2, "full": 2}
 # 0.97-1.09 at 8 (sd 0.115 against 0.042); MLP (256, 64, 32, 64) sd 0.088 against 0.058,
 # but MLP (256, 64, 128, 64) 0.071 against 0.114: not all of the noise is that short.
 DEFAULT_MIN_ROUNDS = {"tiny": 1, "small": 2, "full": 6}
+# Timed steps per side: a point whose steps outlast a block (~0.1 s and up: the large LSTM,
+# RNN and MLP points) gets one step per side per round, so 6 rounds gave it 6 samples, and
+# its ratio moved by up to ~0.1 between runs of the full grid. The full grid gives every
+# point at least 12 (about 50 s more for the run).
+DEFAULT_MIN_REPEATS = {"tiny": 5, "small": 5, "full": 12}
 
 
 @dataclass
@@ -61,7 +66,8 @@ class BenchConfig:
         budget: seconds of timed rounds per point (None: the grid's default).
         warmup: untimed steps per side and point (fewer, at least one, once they take
             longer than ``budget``).
-        min_repeats: timed steps per side and point, even past the budget.
+        min_repeats: timed steps per side and point, even past the budget (None: the grid's
+            default, 12 for full, else 5).
         max_repeats: cap on timed steps per side and point (None: none).
         settle: seconds of sleep before each block of one side's steps, for the other
             side's idle threads to stop spinning (None: measured, see
@@ -73,7 +79,8 @@ class BenchConfig:
             NOISY (0.25) of a core busy meanwhile, after waiting up to ``quiet_wait``
             seconds for the machine to calm down (None: the grid's default, 0 for tiny, else 2).
         quiet_wait: see ``retries``.
-        gemm_size: side of the square sgemm of the peak (None: the grid's default).
+        gemm_size: side of the square sgemm of the peak, and of the one timed beside the
+            largest point of each model (None: the grid's default).
         gemm_budget: seconds of timed sgemm calls, at the start and again at the end
             (None: the grid's default).
         seed: weights and data.
@@ -89,7 +96,7 @@ class BenchConfig:
     threads: int = 2
     budget: float | None = None
     warmup: int = 3
-    min_repeats: int = 5
+    min_repeats: int | None = None
     max_repeats: int | None = None
     settle: float | None = None
     block: float = 0.05
@@ -124,6 +131,8 @@ class BenchConfig:
             self.gemm_budget = DEFAULT_GEMM_BUDGET[self.grid]
         if self.min_rounds is None:
             self.min_rounds = DEFAULT_MIN_ROUNDS[self.grid]
+        if self.min_repeats is None:
+            self.min_repeats = DEFAULT_MIN_REPEATS[self.grid]
         if self.retries is None:
             self.retries = DEFAULT_RETRIES[self.grid]
         if self.retries < 0 or self.quiet_wait < 0:
@@ -186,11 +195,15 @@ def _geomean(values) -> float | None:
 
 
 def _time_point(point: Point, config: BenchConfig, with_torch: bool,
-                settle: list[float]) -> dict:
+                settle: list[float], gemm: tuple | None = None) -> dict:
+    """Time one point: rnnlab's step, torch's, and ``gemm`` = (callable, FLOPs) if given, in
+    interleaved rounds (``settle``: one sleep per callable, see :func:`_settle_times`)."""
     point_start = time.perf_counter()
     pair = make_pair(point, seed=config.seed, lr=config.lr, momentum=config.momentum,
                      with_torch=with_torch)
     fns = [pair.rnnlab_step] + ([pair.torch_step] if with_torch else [])
+    if gemm is not None:
+        fns.append(gemm[0])
     for fn in fns:  # the first step compiles (numba) and loads lazy libraries (scipy's BLAS)
         fn()
     gc.collect()
@@ -224,6 +237,13 @@ def _time_point(point: Point, config: BenchConfig, with_torch: bool,
         row[f"{side}_p90_s"] = stats.p90
         row[f"{side}_repeats"] = stats.n
         row[f"{side}_gflops"] = side_flops / stats.median / 1e9
+    # The share of a GEMM timed in the same rounds follows the machine as the point ran;
+    # the run's peak (start and end) does not: it moved 173 -> 305 GFLOP/s within one run.
+    row["gemm_local_gflops"] = None if gemm is None else gemm[1] / summarize(samples[-1]).median / 1e9
+    for side in ("rnnlab", "torch"):
+        g = row.get(f"{side}_gflops")
+        row[f"{side}_local_share"] = (None if g is None or row["gemm_local_gflops"] is None
+                                      else g / row["gemm_local_gflops"])
     row["other_load"] = other.cores
     row["elapsed_s"] = time.perf_counter() - point_start
     row["rnnlab_loss"] = float(pair.rnnlab_step())
@@ -239,13 +259,24 @@ def _time_point(point: Point, config: BenchConfig, with_torch: bool,
     return row
 
 
-def _settle_times(spin: dict, sides: int) -> list[float]:
-    """Seconds of sleep before each side's block: the idle spin of the library that ran the
-    block before it, with a margin. rnnlab's steps run on NumPy's OpenBLAS (~0.13 s of
-    spin), torch's on its OpenMP threads (~5 ms): a uniform settle spent 0.15 s of each
-    round waiting for threads that had long stopped, and so gave fewer rounds."""
-    after = [spin["numpy_blas"], spin.get("torch", 0.0)][:sides]  # spin after each side
-    return [round(min(0.5, 1.2 * after[i - 1] + 0.02), 3) for i in range(sides)]
+def _settle_times(spin: dict, libraries) -> list[float]:
+    """Seconds of sleep before each callable's block: the idle spin of the library that ran
+    the block before it (``libraries``: one key of ``spin`` per callable, in round order),
+    with a margin. rnnlab's steps run on NumPy's OpenBLAS (~0.13 s of spin), torch's on its
+    OpenMP threads (~5 ms): a uniform settle spent 0.15 s of each round waiting for threads
+    that had long stopped, and so gave fewer rounds."""
+    after = [spin.get(library, 0.0) for library in libraries]  # spin after each callable
+    return [round(min(0.5, 1.2 * after[i - 1] + 0.02), 3) for i in range(len(after))]
+
+
+def _largest_points(points: list[Point]) -> set[Point]:
+    """The point of most GEMM FLOPs of each model: the one whose share of the peak is quoted."""
+    largest = {}
+    for p in points:
+        flops = model_training_flops(p.model, p.d, p.n, p.m, p.T, p.k, input_grad=False)
+        if p.model not in largest or flops > largest[p.model][0]:
+            largest[p.model] = (flops, p)
+    return {p for _, p in largest.values()}
 
 
 def _idle_spins(torch, threads: int) -> dict:
@@ -261,7 +292,7 @@ def _idle_spins(torch, threads: int) -> dict:
 
 def summarize_ratios(points: list[dict], peak_gflops: float | None) -> dict:
     """Per model: geometric mean of the ratios, worst and best point, and the GEMM share
-    of the largest point (by FLOPs)."""
+    of the largest point (by FLOPs): of the run's peak, and of the GEMM timed beside it."""
     summary = {}
     for model in MODELS:
         rows = [r for r in points if r["model"] == model]
@@ -280,11 +311,13 @@ def summarize_ratios(points: list[dict], peak_gflops: float | None) -> dict:
         entry["noisy_points"] = sum(1 for r in rows if (r.get("other_load") or 0) > NOISY)
         largest = max(rows, key=lambda r: r["flops"])
         entry["largest"] = {k: largest[k] for k in ("d", "n", "m", "T", "flops")}
+        entry["largest"]["gemm_local_gflops"] = largest.get("gemm_local_gflops")
         for side in ("rnnlab", "torch"):
             g = largest.get(f"{side}_gflops")
             entry["largest"][f"{side}_gflops"] = g
             entry["largest"][f"{side}_peak_share"] = (
                 None if g is None or not peak_gflops else g / peak_gflops)
+            entry["largest"][f"{side}_local_share"] = largest.get(f"{side}_local_share")
         summary[model] = entry
     return summary
 
@@ -307,8 +340,14 @@ def run_timing(config: BenchConfig, *, console=None, progress: bool = True,
     with pinned_threads(config.threads, torch), backend(config.backend):
         spin = _idle_spins(torch, config.threads)
         sides = ("rnnlab", "torch") if with_torch else ("rnnlab",)
+        libraries = ("numpy_blas", "torch")[:len(sides)]
         settle = ([config.settle] * len(sides) if config.settle is not None
-                  else _settle_times(spin, len(sides)))
+                  else _settle_times(spin, libraries))
+        # The largest point of each model also times the sgemm of the peak in its rounds.
+        settle_gemm = ([config.settle] * (len(sides) + 1) if config.settle is not None
+                       else _settle_times(spin, libraries + ("numpy_blas",)))
+        largest = _largest_points(points)
+        gemm = square_gemm(config.gemm_size, seed=config.seed)
         gemm_start = gemm_throughput(config.gemm_size, budget=config.gemm_budget, seed=config.seed)
         with _progress(console, progress) as bar:
             task = bar.add_task("bench", total=len(points))
@@ -319,7 +358,8 @@ def run_timing(config: BenchConfig, *, console=None, progress: bool = True,
                         bar.update(task, description=f"{point.label()} (busy machine: retry "
                                                      f"{attempt})")
                         wait_for_quiet(NOISY, config.quiet_wait)
-                    row = _time_point(point, config, with_torch, settle)
+                    row = (_time_point(point, config, with_torch, settle_gemm, gemm)
+                           if point in largest else _time_point(point, config, with_torch, settle))
                     row["attempts"] = attempt + 1
                     if (row["other_load"] or 0) <= NOISY:
                         break
@@ -344,8 +384,10 @@ def run_timing(config: BenchConfig, *, console=None, progress: bool = True,
         "config": config.as_dict(),
         "machine": machine,
         "gemm": {"start": gemm_start, "end": gemm_end, "peak_gflops": peak},
-        "interleaving": {"settle_s": dict(zip(sides, settle)), "block_s": config.block,
-                         "min_rounds": config.min_rounds, "idle_spin_s": spin,
+        "interleaving": {"settle_s": dict(zip(sides, settle)),
+                         "settle_with_gemm_s": dict(zip(sides + ("gemm",), settle_gemm)),
+                         "block_s": config.block, "min_rounds": config.min_rounds,
+                         "min_repeats": config.min_repeats, "idle_spin_s": spin,
                          "note": ("strict per-step alternation A B A B"
                                   if max(settle) == 0 and config.block == 0 else
                                   "rounds A B A B; in each, one side's block of back-to-back "
@@ -482,7 +524,7 @@ def _timing_rows(results: dict) -> tuple[list[str], list[list[str]]]:
 def _summary_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     header = ["model", "points", "noisy", "geomean ratio", "worst ratio (d, n, m, T)",
               "best ratio (d, n, m, T)", "largest point (d, n, m, T)", "rnnlab %peak",
-              "torch %peak"]
+              "torch %peak", "rnnlab %local", "torch %local"]
     rows = []
     for model, s in results["summary"].items():
         if s["geomean_ratio"] is None:
@@ -493,7 +535,8 @@ def _summary_rows(results: dict) -> tuple[list[str], list[list[str]]]:
                      f"{w['ratio']:.2f} ({w['d']}, {w['n']}, {w['m']}, {w['T']})",
                      f"{b['ratio']:.2f} ({b['d']}, {b['n']}, {b['m']}, {b['T']})",
                      f"({big['d']}, {big['n']}, {big['m']}, {big['T']})",
-                     _pct(big["rnnlab_peak_share"]), _pct(big["torch_peak_share"])])
+                     _pct(big["rnnlab_peak_share"]), _pct(big["torch_peak_share"]),
+                     _pct(big.get("rnnlab_local_share")), _pct(big.get("torch_local_share"))])
     return header, rows
 
 
@@ -513,10 +556,14 @@ def machine_line(results: dict) -> str:
 
 
 def gemm_line(results: dict) -> str:
+    """The GEMM peak, and what %peak and %local divide by."""
     gemm = results["gemm"]
+    local = [r["gemm_local_gflops"] for r in results["points"] if r.get("gemm_local_gflops")]
     return (f"float32 GEMM ({gemm['start']['size']}², NumPy): {gemm['start']['gflops']:.1f} "
             f"GFLOP/s at the start, {gemm['end']['gflops']:.1f} at the end; peak "
-            f"{gemm['peak_gflops']:.1f} GFLOP/s")
+            f"{gemm['peak_gflops']:.1f} GFLOP/s (%peak)"
+            + ("; %local: the same GEMM timed in the rounds of the largest point of each model, "
+               + ", ".join(f"{g:.1f}" for g in local) + " GFLOP/s" if local else ""))
 
 
 def render_timing(results: dict, console) -> None:

@@ -27,7 +27,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Stats", "percentile", "summarize", "interleave", "idle_spin", "gemm_throughput"]
+__all__ = ["Stats", "percentile", "summarize", "interleave", "idle_spin", "square_gemm",
+           "gemm_throughput"]
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -187,16 +188,11 @@ def idle_spin(fn: Callable[[], object], *, limit: float = 0.5, tick: float = 0.0
     return last_busy - start
 
 
-def gemm_throughput(size: int = 2048, *, budget: float = 1.0, min_repeats: int = 5,
-                    dtype=np.float32, seed: int = 0) -> dict:
-    """The float32 GEMM throughput of NumPy's BLAS: a square (size × size) product.
+def square_gemm(size: int = 2048, *, dtype=np.float32, seed: int = 0) -> tuple[Callable[[], None], int]:
+    """One square product C = A · B of NumPy's BLAS, as a callable, and its FLOPs (2·size³).
 
-    Times ``np.matmul(a, b, out=c)`` (2·size³ FLOPs) after one warm-up call,
-    under whatever thread limit is active.
-
-    Returns:
-        dict with size, dtype, flops, repeats, median/p10/p90 seconds, and
-        ``gflops`` (from the median) and ``gflops_best`` (from the fastest call).
+    A and B are random (size × size) arrays of ``dtype``; C is preallocated, so a
+    call is ``np.matmul(a, b, out=c)`` and nothing else.
     """
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((size, size)).astype(dtype)
@@ -206,9 +202,23 @@ def gemm_throughput(size: int = 2048, *, budget: float = 1.0, min_repeats: int =
     def product():
         np.matmul(a, b, out=c)
 
+    return product, 2 * size ** 3
+
+
+def gemm_throughput(size: int = 2048, *, budget: float = 1.0, min_repeats: int = 5,
+                    dtype=np.float32, seed: int = 0) -> dict:
+    """The float32 GEMM throughput of NumPy's BLAS: a square (size × size) product.
+
+    Times :func:`square_gemm` after one warm-up call, under whatever thread limit
+    is active.
+
+    Returns:
+        dict with size, dtype, flops, repeats, median/p10/p90 seconds, and
+        ``gflops`` (from the median) and ``gflops_best`` (from the fastest call).
+    """
+    product, flops = square_gemm(size, dtype=dtype, seed=seed)
     (times,) = interleave([product], budget=budget, warmup=1, min_repeats=min_repeats)
     stats = summarize(times)
-    flops = 2 * size ** 3
     return {"size": size, "dtype": np.dtype(dtype).name, "flops": flops, "repeats": stats.n,
             "median_s": stats.median, "p10_s": stats.p10, "p90_s": stats.p90,
             "gflops": flops / stats.median / 1e9, "gflops_best": flops / stats.min / 1e9}

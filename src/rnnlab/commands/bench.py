@@ -86,8 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds of timed repeats per point [tiny 0.05, small 0.3, full 1]")
     parser.add_argument("--warmup", type=_non_negative_int, default=3,
                         help="untimed steps per side before timing [3]")
-    parser.add_argument("--min-repeats", type=_positive_int, default=5,
-                        help="timed steps per side even past the budget [5]")
+    parser.add_argument("--min-repeats", type=_positive_int, default=None,
+                        help="timed steps per side even past the budget [full 12, else 5]")
     parser.add_argument("--settle", type=_non_negative_float, default=None, metavar="SECONDS",
                         help="sleep before each block of one side's steps, so that the other "
                              "side's idle threads stop spinning [measured per side: the other "
