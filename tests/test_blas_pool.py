@@ -220,7 +220,7 @@ def test_lstm_passes_on_the_pool_equal_one_thread(monkeypatch, reverse, grad_out
     A float64 grad_output keeps the backward's gate gradients on the calling thread (the
     job reads float32 rows). Both arms run the recurrent products on the pool (from
     2^20 multiply-adds): the torch parity tests of the packed products cover those."""
-    from rnnlab.functional import _loops_fused
+    from rnnlab.functional import _loops_fused, _numpy_tanh
     from rnnlab.functional import recurrent as R
     from rnnlab.functional.backend import use_backend
     runs = _count_pool_runs(monkeypatch)
@@ -247,7 +247,147 @@ def test_lstm_passes_on_the_pool_equal_one_thread(monkeypatch, reverse, grad_out
                                 "dW_hh", "db"], *results):
         np.testing.assert_array_equal(got, want, err_msg=name)
     backward_runs = 0 if grad_output_dtype == np.float64 else T
-    assert len(runs) == 3 * T + backward_runs  # cell, hidden and (but for a zero start) the add
+    # The add, then cell and hidden: two jobs with NumPy's tanh loop in them, else three.
+    forward_runs = (2 if _numpy_tanh.float32_loop() else 3) * T
+    assert len(runs) == forward_runs + backward_runs
+
+
+def _bits(a):
+    return np.ascontiguousarray(a).view(np.uint32)
+
+
+@pytest.fixture
+def fresh_tanh_lookup():
+    """The NumPy-tanh lookup recomputed in the test, and again after it (a test that makes
+    it fail must not leave a cached None behind)."""
+    from rnnlab.functional import _numpy_tanh
+    _numpy_tanh._checked_loop.cache_clear()
+    yield _numpy_tanh
+    _numpy_tanh._checked_loop.cache_clear()
+
+
+def test_numpy_tanh_loop_is_found_and_gives_numpys_bits(fresh_tanh_lookup):
+    """On NumPy 2 under 64-bit CPython the layout is the documented one: the loop is found,
+    and called through ctypes and from compiled code it gives np.tanh's bits on values the
+    probe did not see (2-D rows, an odd length)."""
+    import platform
+
+    import numba
+    m = fresh_tanh_lookup
+    if platform.python_implementation() != "CPython" or int(np.__version__.split(".")[0]) != 2:
+        pytest.skip("the layout read is NumPy 2's under CPython")
+    found = m.float32_loop()
+    assert found is not None
+    loop, data = found
+    rng = np.random.default_rng(167)
+    x = (rng.standard_normal((37, 129)) * rng.choice([1e-3, 1, 10], (37, 1))).astype(np.float32)
+    want = _bits(np.tanh(x))
+    out = np.zeros_like(x)
+    m._call(loop, data, x, out)
+    np.testing.assert_array_equal(_bits(out), want)
+    call = m.unary_loop_caller()
+
+    @numba.njit
+    def compiled(loop, data, src, dst):
+        call(loop, data, src.ctypes.data, dst.ctypes.data, src.size, 4)
+
+    out[...] = 0
+    compiled(loop, data, x, out)
+    np.testing.assert_array_equal(_bits(out), want)
+    compiled(loop, data, x, x)  # in place
+    np.testing.assert_array_equal(_bits(x), want)
+
+
+def test_numpy_tanh_lookup_refuses_other_ufuncs(fresh_tanh_lookup):
+    """Another ufunc is refused by its name, and, when the name is the one asked for (the
+    layout read is right: sin's float32 loop is found), by its values; so are a binary
+    ufunc and something that is not a ufunc."""
+    m = fresh_tanh_lookup
+    assert m._find(np.sin, "tanh") is None
+    assert m._checked_loop(np.sin, "tanh") is None
+    assert m._find(np.sin, "sin") is not None
+    assert m._checked_loop(np.sin, "sin") is None  # found, but not tanh's bits
+    assert m._checked_loop(np.exp, "exp") is None
+    assert m._checked_loop(np.add, "add") is None
+    assert m._checked_loop(len, "tanh") is None
+
+
+@pytest.mark.parametrize("fault", ["last_bit", "nan_payload", "raises"])
+def test_numpy_tanh_lookup_refuses_a_loop_with_wrong_bits(monkeypatch, fresh_tanh_lookup, fault):
+    """A loop that differs from np.tanh in one bit of one element (the last one, in the SIMD
+    tail, of the long probes only; or a NaN's payload), or that raises, is not used."""
+    m = fresh_tanh_lookup
+    if m.float32_loop() is None:
+        pytest.skip("no NumPy tanh loop here")
+    m._checked_loop.cache_clear()
+    real = m._call
+
+    def faulty(loop, data, src, dst):
+        if fault == "raises":
+            raise OSError("simulated")
+        real(loop, data, src, dst)
+        if fault == "last_bit" and dst.size > 1000:
+            dst.view(np.uint32)[-1] ^= 1
+        if fault == "nan_payload":
+            bits = dst.view(np.uint32)
+            bits[np.isnan(dst)] ^= 1
+
+    monkeypatch.setattr(m, "_call", faulty)
+    assert m.float32_loop() is None
+
+
+@needs_pool
+@pytest.mark.parametrize("N,H,T,reverse,zero_start", [
+    (64, 512, 3, False, False), (130, 256, 7, True, False), (256, 128, 1, False, True),
+    (256, 512, 3, True, True), (130, 512, 1, True, False), (64, 512, 7, False, True),
+    (256, 256, 7, True, False), (260, 128, 3, False, True)])
+def test_lstm_forward_tanh_in_the_pool_jobs_is_bitwise_numpys(monkeypatch, N, H, T, reverse,
+                                                              zero_start):
+    """From POOL_MIN_UNITS the fused forward runs NumPy's tanh loop inside its two row jobs
+    per step: gates [τ_i, τ_f, g, τ_o], h, c and tanh(c) the same bit for bit as with
+    np.tanh called between three jobs (the lookup forced off). 130 and 260 rows split
+    80 + 50 and 144 + 116 over two threads. The jobs' contexts show which path ran."""
+    from rnnlab.functional import _blas_pool, _loops_fused, _numpy_tanh
+    found = _numpy_tanh.float32_loop()
+    if found is None:
+        pytest.skip("no NumPy tanh loop here")
+    assert N * H >= _loops_fused.POOL_MIN_UNITS
+    tanh_fields = []
+    real = _blas_pool.run_chunks
+
+    def recording(job, size, fields, count):
+        if job == _loops_fused._row_jobs()[0]:
+            tanh_fields.append(fields[-2])
+        return real(job, size, fields, count)
+
+    monkeypatch.setattr(_blas_pool, "run_chunks", recording)
+    rng = np.random.default_rng(173 + N + H + T)
+    f32 = np.float32
+    G = 4 * H
+    gates = rng.standard_normal((T, N, G)).astype(f32)
+    weight_hh = (0.2 * rng.standard_normal((G, H))).astype(f32)
+    bias = rng.standard_normal(G).astype(f32)
+    h_states, c_states = (np.full((T + 1, N, H), np.nan, dtype=f32) for _ in range(2))
+    first = T if reverse else 0
+    h_states[first] = 0 if zero_start else rng.standard_normal((N, H))
+    c_states[first] = 0 if zero_start else rng.standard_normal((N, H))
+    results = {}
+    for new in (False, True):
+        tanh_fields.clear()
+        arrays = [gates.copy(), h_states.copy(), c_states.copy(), np.full((T, N, H), np.nan, f32)]
+        with monkeypatch.context() as patch, threadpool_limits(2):
+            if not new:
+                patch.setattr(_numpy_tanh, "float32_loop", lambda: None)
+            _loops_fused.lstm_forward_loop(*arrays, weight_hh, reverse, zero_start, bias)
+        results[new] = arrays
+        if new:  # two jobs a step, each with the loop's address
+            assert tanh_fields == [found[0]] * (2 * T)
+        else:  # the add (but from a zero state), cell and hidden, without it
+            assert tanh_fields == [0] * (3 * T - zero_start)
+    for name, old, got in zip(["gates", "h", "c", "tanh_c"], results[False], results[True]):
+        assert not np.isnan(got).any(), name
+        np.testing.assert_array_equal(_bits(got), _bits(old), err_msg=name)
+    assert np.abs(results[True][0]).max() <= 1  # the gates hold tanh values
 
 
 def test_the_pool_can_be_switched_off():

@@ -17,7 +17,9 @@ turn τ into σ: that in-place pass cost 3-4x the rest of a step's compiled work
 - forward, per step: the recurrent GEMM (feature-major for a small batch, see
   :func:`_feature_major_product`), one pass adding it and the bias,
   ``tanh`` over all four gates, one compiled pass for c = f ⊙ c_prev + i ⊙ g, ``tanh(c)``, and one
-  compiled pass for h = o ⊙ tanh(c);
+  compiled pass for h = o ⊙ tanh(c). On the BLAS pool (large steps, see POOL_MIN_UNITS) that
+  is two jobs, each over its rows: the add and the gates' tanh, then c, tanh(c) and h; the
+  tanh being NumPy's own loop (see :mod:`._numpy_tanh`), called from the job;
 - backward, per step: one compiled pass (no transcendental functions, so it
   vectorises) for all the gate gradients and dc, then the dh GEMM (feature-major
   from a copy of W_hhᵀ for a small batch, as in the forward).
@@ -39,7 +41,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import _blas_pool, _packed
+from . import _blas_pool, _numpy_tanh, _packed
 from ._transpose import add_transposed, transpose_into
 from ._loops_numba import _jit
 from . import _loops_numpy
@@ -195,8 +197,9 @@ def _gate_gradients(act, tanh_c, c_prev, grad_out, has_grad_out, dh, dc, half):
         dc_n[:] = d_c_prev
 
 
-# A step's elementwise passes (all but the two tanh, which are NumPy's) are split by rows
-# over the BLAS pool (see _blas_pool) from this many units, batch × hidden: 2^15 is 2^17
+# A step's elementwise passes are split by rows over the BLAS pool (see _blas_pool) from
+# this many units, batch × hidden, the forward's two tanh with them when NumPy's loop can be
+# called from a job (see _numpy_tanh; else they stay NumPy calls): 2^15 is 2^17
 # gate values, where a pass takes ~0.1 ms on one core against ~5-10 µs to hand a job
 # over. Steps at N = 256, H = 128 (2^15), T = 64, measured against 2^16: 1.12 -> 1.04
 # and 1.06 -> 1.03 of torch (n = 8, 64); at T = 16, n = 8, 0.97 -> 1.04. At 2^14
@@ -215,12 +218,18 @@ def _row_threads(batch: int, hidden: int, dtype) -> int:
 def _row_jobs():
     """(forward, backward) addresses of pool jobs running a step's kernels on a chunk of rows.
 
-    Both contexts start [shift, N, chunk, H, act]. forward: then [pass, x1, x2, x3], with
-    pass 0 = _add_recurrent_and_bias(act, recur=x1, scale=x2, bias=x3), 1 = _cell(act,
-    c_prev=x1, c_out=x2), 2 = _hidden(act, tanh_c=x1, h=x2). backward: then [tanh_c,
-    c_prev, grad_out or 0, dh, dc] for _gate_gradients. float32 arrays, C-contiguous
-    (N, ·) rows: the buffers that recurrent.lstm_forward allocates (gates, states,
-    tanh_c) are; the backward checks dh, dc and grad_output, which may come from elsewhere.
+    Both contexts start [shift, N, chunk, H, act]. forward: then [pass, x1, x2, x3, x4,
+    tanh, tanh_data], with ``tanh`` the address of NumPy's float32 tanh loop and its data
+    (see :mod:`._numpy_tanh`), or 0: then the passes run without it, as three jobs.
+    - pass 0: _add_recurrent_and_bias(act, recur=x1, scale=x2, bias=x3), or act += bias
+      when x1 is 0 (a zero initial state); then, with ``tanh``, act = tanh(act);
+    - pass 1: _cell(act, c_prev=x1, c_out=x2); then, with ``tanh``, tanh_c = x3 = tanh(c_out)
+      and _hidden(act, tanh_c, h=x4);
+    - pass 2: _hidden(act, tanh_c=x1, h=x2).
+    backward: then [tanh_c, c_prev, grad_out or 0, dh, dc] for _gate_gradients. float32
+    arrays, C-contiguous (N, ·) rows: the buffers that recurrent.lstm_forward allocates
+    (gates, states, tanh_c) are; the backward checks dh, dc and grad_output, which may come
+    from elsewhere. A chunk's rows are then one contiguous run, for one call of the tanh loop.
     """
     import numba
     from numba import carray
@@ -228,6 +237,7 @@ def _row_jobs():
     from ._blas_pool import job_helpers, job_signature
 
     pointer, chunk_range = job_helpers()
+    call_loop = _numpy_tanh.unary_loop_caller()
     f32 = np.float32
 
     @numba.njit(inline="always")
@@ -236,17 +246,35 @@ def _row_jobs():
         lo, hi = chunk_range(ctx, a, m)
         return carray(pointer(ctx[at], f32), (n_rows, width))[lo:hi]
 
+    @numba.njit(inline="always")
+    def tanh(ctx, src, dst):
+        """dst = tanh(src), both a contiguous run of rows, by NumPy's loop (ctx[10], ctx[11])."""
+        call_loop(ctx[10], ctx[11], src.ctypes.data, dst.ctypes.data, src.size, 4)
+
     @numba.cfunc(job_signature(), nopython=True, cache=True)
     def forward(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
-        ctx = carray(c, (9,), np.int64)
+        ctx = carray(c, (12,), np.int64)
         N, H = ctx[1], ctx[3]
         act = rows(ctx, a, m, N, 4 * H, 4)
         if ctx[5] == 0:
-            _add_recurrent_and_bias(act, rows(ctx, a, m, N, 4 * H, 6),
-                                    carray(pointer(ctx[7], f32), (4 * H,)),
-                                    carray(pointer(ctx[8], f32), (4 * H,)))
+            bias = carray(pointer(ctx[8], f32), (4 * H,))
+            if ctx[6] == 0:  # no recurrent part: the step from a zero state
+                for r in range(act.shape[0]):
+                    a_r = act[r]
+                    for j in range(4 * H):
+                        a_r[j] += bias[j]
+            else:
+                _add_recurrent_and_bias(act, rows(ctx, a, m, N, 4 * H, 6),
+                                        carray(pointer(ctx[7], f32), (4 * H,)), bias)
+            if ctx[10] != 0:
+                tanh(ctx, act, act)  # [τ_i, τ_f, g, τ_o], while the rows are in cache
         elif ctx[5] == 1:
-            _cell(act, rows(ctx, a, m, N, H, 6), rows(ctx, a, m, N, H, 7), f32(0.5))
+            c_out = rows(ctx, a, m, N, H, 7)
+            _cell(act, rows(ctx, a, m, N, H, 6), c_out, f32(0.5))
+            if ctx[10] != 0:
+                tanh_c = rows(ctx, a, m, N, H, 8)
+                tanh(ctx, c_out, tanh_c)
+                _hidden(act, tanh_c, rows(ctx, a, m, N, H, 9), f32(0.5))
         else:
             _hidden(act, rows(ctx, a, m, N, H, 6), rows(ctx, a, m, N, H, 7), f32(0.5))
 
@@ -264,11 +292,13 @@ def _row_jobs():
     return forward.address, backward.address
 
 
-def _forward_pass_on_pool(threads, which, act, x1, x2, x3=None):
-    """One of the forward's compiled passes (see _row_jobs) on ``threads`` pool threads."""
+def _forward_pass_on_pool(threads, which, act, x1, x2, x3=None, x4=None, tanh=None):
+    """One of the forward's compiled passes (see _row_jobs) on ``threads`` pool threads;
+    with ``tanh`` = (loop, data) of :func:`._numpy_tanh.float32_loop`, its tanh too."""
     N, G = act.shape
-    fields = [G // 4, act.ctypes.data, which, x1.ctypes.data, x2.ctypes.data,
-              0 if x3 is None else x3.ctypes.data]
+    fields = [G // 4, act.ctypes.data, which,
+              *(0 if x is None else x.ctypes.data for x in (x1, x2, x3, x4)),
+              *(tanh or (0, 0))]
     _blas_pool.run_chunks(_row_jobs()[0], N, fields, threads)
 
 
@@ -307,11 +337,15 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
     if packed:
         product = _step_product(panels, recur, h_prev, packed)  # (N, 4H) = h_prev[t] W_hhᵀ
     rows = _row_threads(N, G // 4, gates.dtype)  # > 1: the compiled passes run on the pool
+    tanh = _numpy_tanh.float32_loop() if rows > 1 else None  # > 1: the tanh in the jobs
     for k, t in enumerate(sweep(T, reverse)):
         act = gates[t]
         if not k and zero_start:  # a zero initial state adds nothing
-            act += bias
-            np.tanh(act, out=act)
+            if tanh:
+                _forward_pass_on_pool(rows, 0, act, None, scale, bias, tanh=tanh)
+            else:
+                act += bias
+                np.tanh(act, out=act)
         else:
             if packed:
                 product(t)  # (N, 4H)
@@ -322,11 +356,14 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
             if feature_major:
                 add_transposed(act, recur, scale, bias)  # the same sums, in register tiles
             elif rows > 1:
-                _forward_pass_on_pool(rows, 0, act, recur, scale, bias)
+                _forward_pass_on_pool(rows, 0, act, recur, scale, bias, tanh=tanh)
             else:
                 _add_recurrent_and_bias(act, recur, scale, bias)
-            np.tanh(act, out=act)  # [τ_i, τ_f, g, τ_o]
-        if rows > 1:
+            if feature_major or not tanh:  # else the pool's job took it
+                np.tanh(act, out=act)  # [τ_i, τ_f, g, τ_o]
+        if tanh:  # c, tanh(c) and h in one job
+            _forward_pass_on_pool(rows, 1, act, c_prev[t], c_out[t], tanh_c[t], h_out[t], tanh)
+        elif rows > 1:
             _forward_pass_on_pool(rows, 1, act, c_prev[t], c_out[t])
             np.tanh(c_out[t], out=tanh_c[t])
             _forward_pass_on_pool(rows, 2, act, tanh_c[t], h_out[t])
