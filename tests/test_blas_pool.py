@@ -402,3 +402,25 @@ def test_the_pool_can_be_switched_off():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, timeout=120)
     assert out.stdout.strip() == "1"
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba not installed")
+def test_row_jobs_come_from_the_disk_cache_in_a_new_process(tmp_path):
+    """A second process loads the LSTM's pool jobs from numba's disk cache instead of
+    compiling them again and writing another copy (jobs that close over helpers made in
+    the process missed the cache every time: ~2 s, and one more file per process)."""
+    import subprocess
+    import sys
+
+    code = ("from rnnlab.functional import _loops_fused as F\n"
+            "F._row_jobs()\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+
+    def job_files():
+        return sorted(p.name for p in tmp_path.rglob("*_row_jobs*.nbc"))
+
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    first = job_files()
+    assert len(first) == 2, first  # forward and backward
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert job_files() == first

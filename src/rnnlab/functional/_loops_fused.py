@@ -39,7 +39,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numba
 import numpy as np
+from numba import carray
 
 from . import _blas_pool, _numpy_tanh, _packed
 from ._transpose import add_transposed, transpose_into
@@ -214,6 +216,27 @@ def _row_threads(batch: int, hidden: int, dtype) -> int:
     return _blas_pool.threads()
 
 
+# What the pool jobs below call. They are module globals, not names local to _row_jobs:
+# numba keys a cached function by its code and its closure, and the closure's compiled
+# helpers pickle differently in every process, so that each process missed the disk cache,
+# compiled the jobs again (~2 s) and added its own copy of them to __pycache__.
+_pointer, _chunk_range = _blas_pool.job_helpers()
+_call_loop = _numpy_tanh.unary_loop_caller()
+
+
+@numba.njit(inline="always")
+def _job_rows(ctx, a, m, n_rows, width, at):
+    """The job's rows [lo, hi) of the (N, width) float32 array at address ctx[at]."""
+    lo, hi = _chunk_range(ctx, a, m)
+    return carray(_pointer(ctx[at], np.float32), (n_rows, width))[lo:hi]
+
+
+@numba.njit(inline="always")
+def _job_tanh(ctx, src, dst):
+    """dst = tanh(src), both a contiguous run of rows, by NumPy's loop (ctx[10], ctx[11])."""
+    _call_loop(ctx[10], ctx[11], src.ctypes.data, dst.ctypes.data, src.size, 4)
+
+
 @lru_cache(maxsize=None)
 def _row_jobs():
     """(forward, backward) addresses of pool jobs running a step's kernels on a chunk of rows.
@@ -231,63 +254,45 @@ def _row_jobs():
     (gates, states, tanh_c) are; the backward checks dh, dc and grad_output, which may come
     from elsewhere. A chunk's rows are then one contiguous run, for one call of the tanh loop.
     """
-    import numba
-    from numba import carray
-
-    from ._blas_pool import job_helpers, job_signature
-
-    pointer, chunk_range = job_helpers()
-    call_loop = _numpy_tanh.unary_loop_caller()
-    f32 = np.float32
-
-    @numba.njit(inline="always")
-    def rows(ctx, a, m, n_rows, width, at):
-        """The job's rows [lo, hi) of the (N, width) float32 array at address ctx[at]."""
-        lo, hi = chunk_range(ctx, a, m)
-        return carray(pointer(ctx[at], f32), (n_rows, width))[lo:hi]
-
-    @numba.njit(inline="always")
-    def tanh(ctx, src, dst):
-        """dst = tanh(src), both a contiguous run of rows, by NumPy's loop (ctx[10], ctx[11])."""
-        call_loop(ctx[10], ctx[11], src.ctypes.data, dst.ctypes.data, src.size, 4)
-
-    @numba.cfunc(job_signature(), nopython=True, cache=True)
+    # The jobs use module globals only (see _job_rows), so that numba's disk cache serves them.
+    @numba.cfunc(_blas_pool.job_signature(), nopython=True, cache=True)
     def forward(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
         ctx = carray(c, (12,), np.int64)
         N, H = ctx[1], ctx[3]
-        act = rows(ctx, a, m, N, 4 * H, 4)
+        act = _job_rows(ctx, a, m, N, 4 * H, 4)
         if ctx[5] == 0:
-            bias = carray(pointer(ctx[8], f32), (4 * H,))
+            bias = carray(_pointer(ctx[8], np.float32), (4 * H,))
             if ctx[6] == 0:  # no recurrent part: the step from a zero state
                 for r in range(act.shape[0]):
                     a_r = act[r]
                     for j in range(4 * H):
                         a_r[j] += bias[j]
             else:
-                _add_recurrent_and_bias(act, rows(ctx, a, m, N, 4 * H, 6),
-                                        carray(pointer(ctx[7], f32), (4 * H,)), bias)
+                _add_recurrent_and_bias(act, _job_rows(ctx, a, m, N, 4 * H, 6),
+                                        carray(_pointer(ctx[7], np.float32), (4 * H,)), bias)
             if ctx[10] != 0:
-                tanh(ctx, act, act)  # [τ_i, τ_f, g, τ_o], while the rows are in cache
+                _job_tanh(ctx, act, act)  # [τ_i, τ_f, g, τ_o], while the rows are in cache
         elif ctx[5] == 1:
-            c_out = rows(ctx, a, m, N, H, 7)
-            _cell(act, rows(ctx, a, m, N, H, 6), c_out, f32(0.5))
+            c_out = _job_rows(ctx, a, m, N, H, 7)
+            _cell(act, _job_rows(ctx, a, m, N, H, 6), c_out, np.float32(0.5))
             if ctx[10] != 0:
-                tanh_c = rows(ctx, a, m, N, H, 8)
-                tanh(ctx, c_out, tanh_c)
-                _hidden(act, tanh_c, rows(ctx, a, m, N, H, 9), f32(0.5))
+                tanh_c = _job_rows(ctx, a, m, N, H, 8)
+                _job_tanh(ctx, c_out, tanh_c)
+                _hidden(act, tanh_c, _job_rows(ctx, a, m, N, H, 9), np.float32(0.5))
         else:
-            _hidden(act, rows(ctx, a, m, N, H, 6), rows(ctx, a, m, N, H, 7), f32(0.5))
+            _hidden(act, _job_rows(ctx, a, m, N, H, 6), _job_rows(ctx, a, m, N, H, 7),
+                    np.float32(0.5))
 
-    @numba.cfunc(job_signature(), nopython=True, cache=True)
+    @numba.cfunc(_blas_pool.job_signature(), nopython=True, cache=True)
     def backward(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
         ctx = carray(c, (10,), np.int64)
         N, H = ctx[1], ctx[3]
-        dh = rows(ctx, a, m, N, H, 8)
+        dh = _job_rows(ctx, a, m, N, H, 8)
         has_grad_out = ctx[7] != 0
-        grad_out = rows(ctx, a, m, N, H, 7) if has_grad_out else dh
-        _gate_gradients(rows(ctx, a, m, N, 4 * H, 4), rows(ctx, a, m, N, H, 5),
-                        rows(ctx, a, m, N, H, 6), grad_out, has_grad_out, dh,
-                        rows(ctx, a, m, N, H, 9), f32(0.5))
+        grad_out = _job_rows(ctx, a, m, N, H, 7) if has_grad_out else dh
+        _gate_gradients(_job_rows(ctx, a, m, N, 4 * H, 4), _job_rows(ctx, a, m, N, H, 5),
+                        _job_rows(ctx, a, m, N, H, 6), grad_out, has_grad_out, dh,
+                        _job_rows(ctx, a, m, N, H, 9), np.float32(0.5))
 
     return forward.address, backward.address
 
