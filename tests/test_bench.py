@@ -139,6 +139,41 @@ def test_interleave_budget_and_repeats():
         interleave([], budget=1.0)
 
 
+class _SteppedClock:
+    """A clock that each callable advances by its own duration (the clock reads between calls)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def call(self, seconds):
+        def fn():
+            self.now += seconds
+        return fn
+
+
+def test_interleave_yardstick_does_not_count_toward_repeats():
+    """A callable marked not counted (a GEMM yardstick) neither ends the rounds by reaching
+    max_repeats nor lengthens them for min_repeats; its blocks are not cut at the cap."""
+    clock = _SteppedClock()
+    step, yardstick = clock.call(1.0), clock.call(0.01)  # one step per block, ~6 yardsticks
+    kw = dict(budget=0.0, warmup=0, min_repeats=3, max_repeats=3, block=0.05, clock=clock,
+              sleep=lambda s: None)
+    counted = interleave([step, yardstick], counted=[True, False], **kw)
+    assert len(counted[0]) == 3 and len(counted[1]) >= 3 * 5  # rounds end on the step's cap
+    everything = interleave([step, yardstick], **kw)
+    assert len(everything[0]) == 1 and len(everything[1]) == 3  # the yardstick's cap ended it
+    kw.update(max_repeats=None, min_repeats=4, min_rounds=1)
+    slow_yardstick = interleave([clock.call(0.01), clock.call(1.0)], counted=[True, False], **kw)
+    assert len(slow_yardstick[1]) == 1  # 6 steps in the first block: no round for its sake
+    with pytest.raises(ValueError):
+        interleave([step, yardstick], counted=[True], **kw)
+    with pytest.raises(ValueError):
+        interleave([step, yardstick], counted=[False, False], **kw)
+
+
 def test_interleave_blocks_with_settle():
     """Blocks: settle sleep, one untimed waking call, then timed calls filling the block;
     the blocks alternate A B A B."""
@@ -319,9 +354,9 @@ def test_settle_times_follow_the_previous_sides_spin():
     assert _settle_times(spin, sides) == [pytest.approx(0.026), pytest.approx(0.176)]
     assert _settle_times({"numpy_blas": 0.13}, ("numpy_blas",)) == [pytest.approx(0.176)]
     assert _settle_times({"numpy_blas": 2.0, "torch": 0.0}, sides) == [0.02, 0.5]
-    # With the GEMM after torch: rnnlab now follows OpenBLAS's GEMM, the GEMM follows torch.
-    assert _settle_times(spin, sides + ("numpy_blas",)) == [
-        pytest.approx(0.176), pytest.approx(0.176), pytest.approx(0.026)]
+    # With the GEMM between them: rnnlab still follows torch, torch follows the GEMM.
+    assert _settle_times(spin, ("numpy_blas", "numpy_blas", "torch")) == [
+        pytest.approx(0.026), pytest.approx(0.176), pytest.approx(0.176)]
 
 
 def test_min_repeats_default_per_grid():
@@ -344,6 +379,44 @@ def test_largest_points_by_flops():
         assert all(model_training_flops(q.model, q.d, q.n, q.m, q.T, q.k, input_grad=False)
                    <= flops for q in points if q.model == p.model)
     assert {(p.d, p.n, p.m, p.T) for p in largest} == {(256, 64, 512, 64)}
+
+
+def test_time_point_times_the_gemm_between_the_sides(monkeypatch):
+    """With a GEMM, a point's rounds are rnnlab, GEMM, torch (each side keeps the callable
+    it follows everywhere else), the GEMM does not count toward the repeats, and each
+    median lands in its own column: the local shares divide by the GEMM's."""
+    from rnnlab.bench import runner
+
+    class Pair:
+        def __init__(self):
+            self.rnnlab_step = lambda: 1.0
+            self.torch_step = lambda: np.float64(2.0)
+
+    pair = Pair()
+    monkeypatch.setattr(runner, "make_pair", lambda *a, **k: pair)
+    gemm_fn = lambda: None  # noqa: E731
+    seconds = {pair.rnnlab_step: 0.010, gemm_fn: 0.5, pair.torch_step: 0.020}
+    seen = {}
+
+    def fake_interleave(fns, **kw):
+        seen.update(fns=list(fns), **kw)
+        return [[seconds[fn] * f for f in (0.9, 1.0, 1.3)] for fn in fns]
+
+    monkeypatch.setattr(runner, "interleave", fake_interleave)
+    point = Point("lstm", 4, 3, 8, 5)
+    config = BenchConfig(grid="tiny", warmup=1)
+    row = runner._time_point(point, config, True, [0.026, 0.176, 0.176], (gemm_fn, 10 ** 9))
+    assert seen["fns"] == [pair.rnnlab_step, gemm_fn, pair.torch_step]
+    assert seen["counted"] == [True, False, True] and seen["settle"] == [0.026, 0.176, 0.176]
+    assert row["rnnlab_median_s"] == 0.010 and row["torch_median_s"] == 0.020
+    assert row["ratio"] == pytest.approx(0.5)
+    assert row["gemm_local_gflops"] == pytest.approx(2.0)  # 10^9 FLOPs in 0.5 s
+    for side in ("rnnlab", "torch"):
+        assert row[f"{side}_local_share"] == pytest.approx(row[f"{side}_gflops"] / 2.0)
+    row = runner._time_point(point, config, True, [0.026, 0.176])
+    assert seen["fns"] == [pair.rnnlab_step, pair.torch_step] and seen["counted"] == [True, True]
+    assert row["gemm_local_gflops"] is None and row["torch_local_share"] is None
+    assert row["ratio"] == pytest.approx(0.5)
 
 
 def test_largest_point_times_a_gemm_beside_it(monkeypatch):

@@ -196,14 +196,17 @@ def _geomean(values) -> float | None:
 
 def _time_point(point: Point, config: BenchConfig, with_torch: bool,
                 settle: list[float], gemm: tuple | None = None) -> dict:
-    """Time one point: rnnlab's step, torch's, and ``gemm`` = (callable, FLOPs) if given, in
-    interleaved rounds (``settle``: one sleep per callable, see :func:`_settle_times`)."""
+    """Time one point: rnnlab's step, ``gemm`` = (callable, FLOPs) if given, and torch's step,
+    in interleaved rounds in that order (``settle``: one sleep per callable, see
+    :func:`_settle_times`)."""
     point_start = time.perf_counter()
+    gemm_fn = None if gemm is None else gemm[0]
     pair = make_pair(point, seed=config.seed, lr=config.lr, momentum=config.momentum,
                      with_torch=with_torch)
-    fns = [pair.rnnlab_step] + ([pair.torch_step] if with_torch else [])
-    if gemm is not None:
-        fns.append(gemm[0])
+    # The GEMM goes between the two sides, so that each follows what it follows at every
+    # other point: rnnlab torch's step (a short settle), torch an OpenBLAS call (a long one).
+    fns = ([pair.rnnlab_step] + ([gemm[0]] if gemm is not None else [])
+           + ([pair.torch_step] if with_torch else []))
     for fn in fns:  # the first step compiles (numba) and loads lazy libraries (scipy's BLAS)
         fn()
     gc.collect()
@@ -215,7 +218,8 @@ def _time_point(point: Point, config: BenchConfig, with_torch: bool,
             samples = interleave(fns, budget=config.budget, warmup=config.warmup,
                                  min_repeats=config.min_repeats, max_repeats=config.max_repeats,
                                  settle=settle, block=config.block,
-                                 min_rounds=config.min_rounds, warmup_budget=config.budget)
+                                 min_rounds=config.min_rounds, warmup_budget=config.budget,
+                                 counted=[fn is not gemm_fn for fn in fns])
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -229,7 +233,7 @@ def _time_point(point: Point, config: BenchConfig, with_torch: bool,
     # of the data; rnnlab also skips the products with the zero initial state.
     sides = [("rnnlab", samples[0], row["flops_rnnlab"])]
     if with_torch:
-        sides.append(("torch", samples[1], row["flops"]))
+        sides.append(("torch", samples[-1], row["flops"]))
     for side, times, side_flops in sides:
         stats = summarize(times)
         row[f"{side}_median_s"] = stats.median
@@ -239,7 +243,7 @@ def _time_point(point: Point, config: BenchConfig, with_torch: bool,
         row[f"{side}_gflops"] = side_flops / stats.median / 1e9
     # The share of a GEMM timed in the same rounds follows the machine as the point ran;
     # the run's peak (start and end) does not: it moved 173 -> 305 GFLOP/s within one run.
-    row["gemm_local_gflops"] = None if gemm is None else gemm[1] / summarize(samples[-1]).median / 1e9
+    row["gemm_local_gflops"] = None if gemm is None else gemm[1] / summarize(samples[1]).median / 1e9
     for side in ("rnnlab", "torch"):
         g = row.get(f"{side}_gflops")
         row[f"{side}_local_share"] = (None if g is None or row["gemm_local_gflops"] is None
@@ -343,9 +347,10 @@ def run_timing(config: BenchConfig, *, console=None, progress: bool = True,
         libraries = ("numpy_blas", "torch")[:len(sides)]
         settle = ([config.settle] * len(sides) if config.settle is not None
                   else _settle_times(spin, libraries))
-        # The largest point of each model also times the sgemm of the peak in its rounds.
+        # The largest point of each model also times the sgemm of the peak in its rounds,
+        # between rnnlab and torch.
         settle_gemm = ([config.settle] * (len(sides) + 1) if config.settle is not None
-                       else _settle_times(spin, libraries + ("numpy_blas",)))
+                       else _settle_times(spin, ("numpy_blas", "numpy_blas") + libraries[1:]))
         largest = _largest_points(points)
         gemm = square_gemm(config.gemm_size, seed=config.seed)
         gemm_start = gemm_throughput(config.gemm_size, budget=config.gemm_budget, seed=config.seed)
@@ -385,7 +390,8 @@ def run_timing(config: BenchConfig, *, console=None, progress: bool = True,
         "machine": machine,
         "gemm": {"start": gemm_start, "end": gemm_end, "peak_gflops": peak},
         "interleaving": {"settle_s": dict(zip(sides, settle)),
-                         "settle_with_gemm_s": dict(zip(sides + ("gemm",), settle_gemm)),
+                         "settle_with_gemm_s": dict(zip(("rnnlab", "gemm") + sides[1:],
+                                                        settle_gemm)),
                          "block_s": config.block, "min_rounds": config.min_rounds,
                          "min_repeats": config.min_repeats, "idle_spin_s": spin,
                          "note": ("strict per-step alternation A B A B"
@@ -601,7 +607,8 @@ def render_timing(results: dict, console) -> None:
                       f"{NOISY} of a core busy: rerun them on a quiet machine[/]")
     if results["vs"] == "torch":
         header, rows = _summary_rows(results)
-        summary = Table(title="Per model: rnnlab / torch, and the share of the GEMM peak")
+        summary = Table(title="Per model: rnnlab / torch, and the share of the GEMM: of the run's "
+                              "peak (%peak) and of the same GEMM in the point's rounds (%local)")
         for col in header:
             summary.add_column(col, justify="left" if col == "model" else "right")
         for cells in rows:

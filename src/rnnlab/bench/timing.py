@@ -76,6 +76,7 @@ def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: in
                min_repeats: int = 5, max_repeats: int | None = None,
                settle: float | Sequence[float] = 0.0,
                block: float = 0.0, min_rounds: int = 1, warmup_budget: float | None = None,
+               counted: Sequence[bool] | None = None,
                clock: Callable[[], float] = time.perf_counter,
                sleep: Callable[[float], None] = time.sleep) -> list[list[float]]:
     """Time callables in interleaved rounds, A B A B ..., until ``budget`` seconds are spent.
@@ -105,6 +106,9 @@ def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: in
             callable's: OpenBLAS spins far longer than torch's OpenMP threads).
         block: seconds of back-to-back timed calls per block.
         min_rounds: rounds before stopping, even past the budget.
+        counted: per callable, whether its timed calls count toward ``min_repeats`` and
+            ``max_repeats`` (None: all do). A yardstick timed in the same rounds, such as a
+            GEMM beside a training step, should not end or lengthen the step's rounds.
         clock, sleep: the timer and the sleep (fakes in tests).
 
     Returns:
@@ -121,6 +125,10 @@ def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: in
     # that had 32 ms of sleep and no waking call): every side gets the waking call for
     # steps shorter than the longest settle time, so that none pays this more than another.
     wake_below = max(settles)
+    counted = [True] * len(fns) if counted is None else [bool(c) for c in counted]
+    if len(counted) != len(fns) or not any(counted):
+        raise ValueError(f"interleave: counted needs one flag per callable ({len(fns)}), at "
+                         f"least one true; got {counted}")
     if (budget < 0 or warmup < 0 or min_repeats < 1 or min(settles) < 0 or block < 0
             or min_rounds < 1):
         raise ValueError(f"interleave: need budget, warmup, settle, block >= 0 and min_repeats, "
@@ -152,13 +160,14 @@ def interleave(fns: Sequence[Callable[[], object]], *, budget: float, warmup: in
                 fn()
                 t1 = clock()
                 append(t1 - t0)
-                if t1 - block_start >= block or len(samples[i]) >= cap:
+                if t1 - block_start >= block or (counted[i] and len(samples[i]) >= cap):
                     break
             last[i] = samples[i][-1]
         rounds += 1
-        if any(len(s) >= cap for s in samples):
+        timed = [len(s) for s, c in zip(samples, counted) if c]
+        if any(n >= cap for n in timed):
             break
-        if (rounds >= min_rounds and all(len(s) >= min_repeats for s in samples)
+        if (rounds >= min_rounds and all(n >= min_repeats for n in timed)
                 and clock() - start >= budget):
             break
     return samples

@@ -101,7 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet-wait", type=_non_negative_float, default=20.0, metavar="SECONDS",
                         help="longest wait for a quiet machine before a retry [20]")
     parser.add_argument("--gemm-size", type=_positive_int, default=None, metavar="N",
-                        help="side of the square sgemm that measures the peak "
+                        help="side of the square sgemm that measures the peak, at the start "
+                             "and end, and in the rounds of each model's largest point "
                              "[tiny 256, else 2048]")
     parser.add_argument("--backend", choices=BACKENDS, default=None,
                         help="rnnlab's recurrent time loops [as set: auto when numba imports, "
