@@ -340,18 +340,26 @@ def test_numpy_tanh_lookup_refuses_a_loop_with_wrong_bits(monkeypatch, fresh_tan
 @pytest.mark.parametrize("N,H,T,reverse,zero_start", [
     (64, 512, 3, False, False), (130, 256, 7, True, False), (256, 128, 1, False, True),
     (256, 512, 3, True, True), (130, 512, 1, True, False), (64, 512, 7, False, True),
-    (256, 256, 7, True, False), (260, 128, 3, False, True)])
+    (256, 256, 7, True, False), (260, 128, 3, False, True),
+    (64, 520, 3, False, False), (64, 520, 2, True, True)])
 def test_lstm_forward_tanh_in_the_pool_jobs_is_bitwise_numpys(monkeypatch, N, H, T, reverse,
                                                               zero_start):
     """From POOL_MIN_UNITS the fused forward runs NumPy's tanh loop inside its two row jobs
     per step: gates [τ_i, τ_f, g, τ_o], h, c and tanh(c) the same bit for bit as with
     np.tanh called between three jobs (the lookup forced off). 130 and 260 rows split
-    80 + 50 and 144 + 116 over two threads. The jobs' contexts show which path ran."""
+    80 + 50 and 144 + 116 over two threads. H = 520 takes no packed product (4H is not
+    whole 64-column panels) and runs feature-major: the gates' tanh stays a NumPy call
+    after the transposed add, and one job a step does c, tanh(c) and h (two from a zero
+    state). The jobs' contexts show which path ran."""
     from rnnlab.functional import _blas_pool, _loops_fused, _numpy_tanh
     found = _numpy_tanh.float32_loop()
     if found is None:
         pytest.skip("no NumPy tanh loop here")
     assert N * H >= _loops_fused.POOL_MIN_UNITS
+    with threadpool_limits(2):
+        feature_major = (not _loops_fused._product_threads(N, H, 4 * H, np.float32)
+                         and _loops_fused._feature_major_product(N, H))
+    assert feature_major == (H == 520)
     tanh_fields = []
     real = _blas_pool.run_chunks
 
@@ -380,8 +388,10 @@ def test_lstm_forward_tanh_in_the_pool_jobs_is_bitwise_numpys(monkeypatch, N, H,
                 patch.setattr(_numpy_tanh, "float32_loop", lambda: None)
             _loops_fused.lstm_forward_loop(*arrays, weight_hh, reverse, zero_start, bias)
         results[new] = arrays
-        if new:  # two jobs a step, each with the loop's address
-            assert tanh_fields == [found[0]] * (2 * T)
+        if new:  # two jobs a step (one feature-major), each with the loop's address
+            assert tanh_fields == [found[0]] * ((T + zero_start) if feature_major else 2 * T)
+        elif feature_major:  # cell and hidden, without it
+            assert tanh_fields == [0] * (2 * T)
         else:  # the add (but from a zero state), cell and hidden, without it
             assert tanh_fields == [0] * (3 * T - zero_start)
     for name, old, got in zip(["gates", "h", "c", "tanh_c"], results[False], results[True]):

@@ -82,6 +82,15 @@ def _add_recurrent_and_bias(act, recur, scale, bias):
             a[k] += scale[k] * r[k] + bias[k]
 
 
+@_jit
+def _add_bias(act, bias):
+    """act (N, 4H) += bias (4H,): the pre-activations of a step from a zero state."""
+    for n in range(act.shape[0]):
+        a = act[n]
+        for k in range(act.shape[1]):
+            a[k] += bias[k]
+
+
 # The per-step products run on a weight packed once per sequence (see _packed):
 # - on one core for a batch of at least 4 rows (the microkernel's tile) and at most
 #   PACKED_MAX_UNITS / H: there one core without repacking beats OpenBLAS's two cores
@@ -219,7 +228,9 @@ def _row_threads(batch: int, hidden: int, dtype) -> int:
 # What the pool jobs below call. They are module globals, not names local to _row_jobs:
 # numba keys a cached function by its code and its closure, and the closure's compiled
 # helpers pickle differently in every process, so that each process missed the disk cache,
-# compiled the jobs again (~2 s) and added its own copy of them to __pycache__.
+# compiled the jobs again (~2 s) and added its own copy of them to __pycache__. numba checks
+# only this file for staleness: after editing what the jobs call in another module
+# (_numpy_tanh's intrinsic, _blas_pool.job_helpers), clear the jobs' cache.
 _pointer, _chunk_range = _blas_pool.job_helpers()
 _call_loop = _numpy_tanh.unary_loop_caller()
 
@@ -263,10 +274,7 @@ def _row_jobs():
         if ctx[5] == 0:
             bias = carray(_pointer(ctx[8], np.float32), (4 * H,))
             if ctx[6] == 0:  # no recurrent part: the step from a zero state
-                for r in range(act.shape[0]):
-                    a_r = act[r]
-                    for j in range(4 * H):
-                        a_r[j] += bias[j]
+                _add_bias(act, bias)
             else:
                 _add_recurrent_and_bias(act, _job_rows(ctx, a, m, N, 4 * H, 6),
                                         carray(_pointer(ctx[7], np.float32), (4 * H,)), bias)
@@ -347,7 +355,7 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
         act = gates[t]
         if not k and zero_start:  # a zero initial state adds nothing
             if tanh:
-                _forward_pass_on_pool(rows, 0, act, None, scale, bias, tanh=tanh)
+                _forward_pass_on_pool(rows, 0, act, None, None, bias, tanh=tanh)
             else:
                 act += bias
                 np.tanh(act, out=act)

@@ -24,6 +24,11 @@ give the bits of ``np.tanh`` on a probe of special and random values, in place
 and not, at lengths that are not multiples of the SIMD width. Anything else (another
 layout, another interpreter, an exception) gives None, and the callers keep
 calling ``np.tanh``.
+
+The probe runs on the calling thread; the jobs run the loop on OpenBLAS's threads.
+Their results can differ only through per-thread floating-point modes (a thread
+that flushes subnormals to zero, e.g. after ``torch.set_flush_denormal(True)``),
+as for every compiled pass that runs on the pool.
 """
 
 from __future__ import annotations
