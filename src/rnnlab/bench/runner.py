@@ -205,7 +205,7 @@ def _time_point(point: Point, config: BenchConfig, with_torch: bool,
                      with_torch=with_torch)
     # The GEMM goes between the two sides, so that each follows what it follows at every
     # other point: rnnlab torch's step (a short settle), torch an OpenBLAS call (a long one).
-    fns = ([pair.rnnlab_step] + ([gemm[0]] if gemm is not None else [])
+    fns = ([pair.rnnlab_step] + ([gemm_fn] if gemm_fn is not None else [])
            + ([pair.torch_step] if with_torch else []))
     for fn in fns:  # the first step compiles (numba) and loads lazy libraries (scipy's BLAS)
         fn()
@@ -243,7 +243,8 @@ def _time_point(point: Point, config: BenchConfig, with_torch: bool,
         row[f"{side}_gflops"] = side_flops / stats.median / 1e9
     # The share of a GEMM timed in the same rounds follows the machine as the point ran;
     # the run's peak (start and end) does not: it moved 173 -> 305 GFLOP/s within one run.
-    row["gemm_local_gflops"] = None if gemm is None else gemm[1] / summarize(samples[1]).median / 1e9
+    row["gemm_local_gflops"] = (None if gemm is None
+                                else gemm[1] / summarize(samples[1]).median / 1e9)
     for side in ("rnnlab", "torch"):
         g = row.get(f"{side}_gflops")
         row[f"{side}_local_share"] = (None if g is None or row["gemm_local_gflops"] is None

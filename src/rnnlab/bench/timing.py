@@ -197,7 +197,8 @@ def idle_spin(fn: Callable[[], object], *, limit: float = 0.5, tick: float = 0.0
     return last_busy - start
 
 
-def square_gemm(size: int = 2048, *, dtype=np.float32, seed: int = 0) -> tuple[Callable[[], None], int]:
+def square_gemm(size: int = 2048, *, dtype=np.float32,
+                seed: int = 0) -> tuple[Callable[[], None], int]:
     """One square product C = A · B of NumPy's BLAS, as a callable, and its FLOPs (2·size³).
 
     A and B are random (size × size) arrays of ``dtype``; C is preallocated, so a

@@ -35,8 +35,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["job_signature", "numpy_openblas", "threads", "run", "bound_run", "run_chunks", "try_run_chunks",
-           "job_helpers", "MIN_ELEMENTS"]
+__all__ = ["job_signature", "numpy_openblas", "threads", "run", "bound_run", "run_chunks",
+           "try_run_chunks", "job_helpers", "MIN_ELEMENTS"]
 
 _lock = threading.Lock()
 # Filled once: "controller" (threadpoolctl's, or None), then "entry", "mode", "shift",

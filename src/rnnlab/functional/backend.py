@@ -56,7 +56,8 @@ def get_backend() -> str:
 
 
 def loops_for(batch: int, hidden: int) -> str:
-    """The loops that run a step of ``batch`` × ``hidden`` units now: "numpy", "numba" or "fused"."""
+    """The loops that run a step of ``batch`` × ``hidden`` units now: "numpy", "numba" or
+    "fused"."""
     choice = _current
     if choice == "auto":
         choice = "numba" if batch * hidden <= WHOLE_LOOP_MAX_UNITS else "fused"
