@@ -1,88 +1,26 @@
-"""Recurrent layers: RNNCell, LSTMCell, and the multi-layer RNN and LSTM.
+"""Recurrent layers over whole sequences: the multi-layer RNN and LSTM.
 
 Names, shapes, gate order (i, f, g, o), the pair of biases, the init
 U(-1/√H, 1/√H) and the state shapes are those of torch.nn, so a state_dict
 moves between the two unchanged. The math lives in
 :mod:`rnnlab.functional.recurrent`; these classes hold parameters, check
 input, arrange layers and directions, and add gradients into ``param.grad``.
+A :class:`~rnnlab.nn.utils.rnn.PackedSequence` input takes the packed path
+(:mod:`rnnlab.nn._packed_layers`). The cells live in :mod:`rnnlab.nn.cells`
+and are importable from here too.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import init
-from ..functional.recurrent import lstm_backward, lstm_forward, rnn_backward, rnn_forward
 from ._checks import check_array, check_dtype, check_positive_int, require_cache
-from .module import Module, Parameter, grad_sinks
+from ._packed_layers import PackedCache, backward_packed, forward_packed
+from ._recurrent_base import _check_nonlinearity, _RecurrentBase
+from .cells import LSTMCell, RNNCell
+from .utils.rnn import PackedSequence
 
-
-class _RecurrentBase(Module):
-    """Parameters and input handling shared by the RNN and the LSTM (layers and cells)."""
-
-    gates = 1  # rows of W_ih per hidden unit: 1 for the RNN, 4 for the LSTM
-
-    def _init_parameters(self, rng, suffixes):
-        """Register weight_ih{s}, weight_hh{s}, bias_ih{s}, bias_hh{s} for each suffix, in torch order."""
-        rng = init.as_generator(rng)
-        H = self.hidden_size
-        bound = 1.0 / np.sqrt(H)
-        for suffix, in_size in suffixes:
-            shapes = [("weight_ih", (self.gates * H, in_size)), ("weight_hh", (self.gates * H, H))]
-            if self.bias:
-                shapes += [("bias_ih", (self.gates * H,)), ("bias_hh", (self.gates * H,))]
-            for name, shape in shapes:
-                setattr(self, name + suffix, Parameter(init.uniform(shape, bound, rng, self.dtype)))
-
-    def _weights(self, suffix):
-        """(W_ih, W_hh, b_ih, b_hh) arrays for one layer and direction; biases None without bias."""
-        get = lambda name: getattr(self, name + suffix).data  # noqa: E731
-        if self.bias:
-            return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
-        return get("weight_ih"), get("weight_hh"), None, None
-
-    def _run_forward(self, x, states, suffix, reverse):
-        """One layer, one direction. Returns (output (T,N,H), final states tuple, cache)."""
-        w_ih, w_hh, b_ih, b_hh = self._weights(suffix)
-        if self.mode == "LSTM":
-            (out, h_n, c_n), cache = lstm_forward(x, states[0], states[1], w_ih, w_hh, b_ih, b_hh,
-                                                  reverse=reverse)
-            return out, (h_n, c_n), cache
-        (out, h_n), cache = rnn_forward(x, states[0], w_ih, w_hh, b_ih, b_hh,
-                                        nonlinearity=self.nonlinearity, reverse=reverse)
-        return out, (h_n,), cache
-
-    def _run_backward(self, cache, grad_out, grad_states, suffix, input_grad=True, state_grad=True):
-        """Backward of one layer and direction; adds parameter grads. Returns (grad_x, grad_states),
-        grad_states entries None when ``state_grad`` is False."""
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        params = tuple(getattr(self, n + suffix) if self.bias or n.startswith("weight") else None
-                       for n in names)
-        with grad_sinks(params) as (accumulate, overwrite):
-            if self.mode == "LSTM":
-                grad_x, grad_h0, grad_c0, _ = lstm_backward(
-                    cache, grad_out, *grad_states, input_grad=input_grad,
-                    accumulate=accumulate, overwrite=overwrite, state_grad=state_grad)
-                grad_states = (grad_h0, grad_c0)
-            else:
-                grad_x, grad_h0, _ = rnn_backward(cache, grad_out, grad_states[0],
-                                                  input_grad=input_grad, accumulate=accumulate,
-                                                  overwrite=overwrite, state_grad=state_grad)
-                grad_states = (grad_h0,)
-        return grad_x, grad_states
-
-    @property
-    def _n_states(self):
-        return 2 if self.mode == "LSTM" else 1
-
-
-def _check_nonlinearity(nonlinearity):
-    if nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    return nonlinearity
-
-
-# --------------------------------------------------------------------- sequences
+__all__ = ["RNN", "LSTM", "RNNCell", "LSTMCell"]
 
 
 class _SequenceLayer(_RecurrentBase):
@@ -136,6 +74,8 @@ class _SequenceLayer(_RecurrentBase):
 
     def forward(self, x, hx=None):
         """Run the sequence. See the class docstring for shapes."""
+        if isinstance(x, PackedSequence):
+            return forward_packed(self, x, hx)
         name = type(self).__name__
         check_array(x, f"{name} input", self.dtype, ndims=(2, 3), last_dim=self.input_size)
         batched = x.ndim == 3
@@ -180,6 +120,8 @@ class _SequenceLayer(_RecurrentBase):
         Returns (grad_x, tuple of initial-state gradients), the tuple None when ``state_grad`` is False.
         """
         require_cache(self._cache, self)
+        if isinstance(self._cache, PackedCache):
+            return backward_packed(self, grad_output, grad_states, input_grad, state_grad)
         caches, batched, seq_shape = self._cache
         name = type(self).__name__
         T, N, DH = seq_shape
@@ -338,120 +280,3 @@ class LSTM(_SequenceLayer):
                             f"got {type(grad_hx).__name__}")
         grad_x, grad_states = self._backward(grad_output, grad_hx, input_grad, state_grad)
         return grad_x, grad_states
-
-
-# --------------------------------------------------------------------- cells
-
-
-class _Cell(_RecurrentBase):
-    """One time step; parameters weight_ih, weight_hh, bias_ih, bias_hh as in torch.
-
-    ``backward`` differentiates the most recent ``forward``: to backpropagate
-    through a loop of cell calls, use :class:`RNN`/:class:`LSTM` instead.
-    """
-
-    def __init__(self, mode, input_size, hidden_size, bias, nonlinearity, dtype, rng):
-        super().__init__()
-        self.mode = mode
-        self.gates = 4 if mode == "LSTM" else 1
-        self.input_size = check_positive_int(input_size, "input_size")
-        self.hidden_size = check_positive_int(hidden_size, "hidden_size")
-        self.bias = bool(bias)
-        self.nonlinearity = _check_nonlinearity(nonlinearity)
-        self.dtype = check_dtype(dtype)
-        self._init_parameters(rng, [("", self.input_size)])
-        self._cache = None
-
-    def _step_forward(self, x, states):
-        name = type(self).__name__
-        check_array(x, f"{name} input", self.dtype, ndims=(1, 2), last_dim=self.input_size)
-        batched = x.ndim == 2
-        xb = x if batched else x[None, :]
-        N, H = xb.shape[0], self.hidden_size
-        shape = (N, H) if batched else (H,)
-        if states is None:
-            states = tuple(np.zeros((N, H), dtype=self.dtype) for _ in range(self._n_states))
-        else:
-            names = ("h", "c") if self.mode == "LSTM" else ("h",)
-            for n, s in zip(names, states):
-                check_array(s, f"{name} {n}", self.dtype, shape=shape)
-            states = tuple(s if batched else s[None, :] for s in states)
-        out, finals, cache = self._run_forward(np.ascontiguousarray(xb)[None], states, "", False)
-        self._cache = (cache, batched, N)
-        finals = tuple(f.copy() for f in finals)  # (N, H) each, detached from the cache
-        return finals if batched else tuple(f[0] for f in finals)
-
-    def _step_backward(self, grad_states):
-        require_cache(self._cache, self)
-        cache, batched, N = self._cache
-        shape = (N, self.hidden_size) if batched else (self.hidden_size,)
-        checked = []
-        for k, g in enumerate(grad_states):
-            if g is not None:
-                check_array(g, f"{type(self).__name__} grad of state {k}", self.dtype, shape=shape)
-                g = g if batched else g[None, :]
-            checked.append(g)
-        self._cache = None
-        # The new h is the step's only output, so its gradient enters as grad_h_n.
-        grad_x, grad_states = self._run_backward(cache, None, tuple(checked), "")
-        grad_x = grad_x[0]
-        if not batched:
-            grad_x, grad_states = grad_x[0], tuple(g[0] for g in grad_states)
-        return grad_x, grad_states
-
-    def extra_repr(self):
-        s = f"{self.input_size}, {self.hidden_size}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.mode != "LSTM" and self.nonlinearity != "tanh":
-            s += f", nonlinearity={self.nonlinearity!r}"
-        return s + f", dtype={self.dtype}"
-
-
-class RNNCell(_Cell):
-    """One Elman step ``h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)``.
-
-    Shape: x (N, I) or (I,); h (N, H) or (H,), None for zeros -> h' like h.
-    Attributes: weight_ih (H, I), weight_hh (H, H), bias_ih, bias_hh (H,), U(-1/√H, 1/√H).
-    """
-
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
-                 dtype=np.float32, rng=None):
-        super().__init__("RNN", input_size, hidden_size, bias, nonlinearity, dtype, rng)
-
-    def forward(self, x, h=None):
-        """x, h -> h'."""
-        (h_new,) = self._step_forward(x, None if h is None else (h,))
-        return h_new
-
-    def backward(self, grad_h_new):
-        """grad_h' -> (grad_x, grad_h); adds the parameter gradients."""
-        grad_x, (grad_h,) = self._step_backward((grad_h_new,))
-        return grad_x, grad_h
-
-
-class LSTMCell(_Cell):
-    """One LSTM step: gates i, f, g, o from ``x W_ihᵀ + b_ih + h W_hhᵀ + b_hh``,
-    ``c' = f ⊙ c + i ⊙ g``, ``h' = o ⊙ tanh(c')``.
-
-    Shape: x (N, I) or (I,); (h, c) each (N, H) or (H,), None for zeros -> (h', c').
-    Attributes: weight_ih (4H, I), weight_hh (4H, H), bias_ih, bias_hh (4H,), U(-1/√H, 1/√H).
-    """
-
-    def __init__(self, input_size, hidden_size, bias=True, *, dtype=np.float32, rng=None):
-        super().__init__("LSTM", input_size, hidden_size, bias, "tanh", dtype, rng)
-
-    def forward(self, x, hx=None):
-        """x, (h, c) -> (h', c')."""
-        if hx is not None and not (isinstance(hx, tuple) and len(hx) == 2):
-            raise TypeError(f"LSTMCell hx: expected a tuple (h, c) or None, got {type(hx).__name__}")
-        h_new, c_new = self._step_forward(x, hx)
-        return h_new, c_new
-
-    def backward(self, grad_hx):
-        """(grad_h', grad_c') -> (grad_x, (grad_h, grad_c)); either entry may be None."""
-        if not (isinstance(grad_hx, tuple) and len(grad_hx) == 2):
-            raise TypeError(f"LSTMCell.backward: expected a tuple (grad_h', grad_c'), "
-                            f"got {type(grad_hx).__name__}")
-        grad_x, (grad_h, grad_c) = self._step_backward(grad_hx)
-        return grad_x, (grad_h, grad_c)
