@@ -6,14 +6,17 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init
+from ..functional.gru import gru_backward, gru_forward
 from ..functional.recurrent import lstm_backward, lstm_forward, rnn_backward, rnn_forward
 from .module import Module, Parameter, grad_sinks
 
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}  # rows of W_ih per hidden unit, by mode
+
 
 class _RecurrentBase(Module):
-    """Parameters and input handling shared by the RNN and the LSTM (layers and cells)."""
+    """Parameters and input handling shared by the RNN, the LSTM and the GRU (layers and cells)."""
 
-    gates = 1  # rows of W_ih per hidden unit: 1 for the RNN, 4 for the LSTM
+    gates = 1  # rows of W_ih per hidden unit: GATES[mode]
 
     def _init_parameters(self, rng, suffixes):
         """Register weight_ih{s}, weight_hh{s}, bias_ih{s}, bias_hh{s} for each suffix, in torch order."""
@@ -48,6 +51,9 @@ class _RecurrentBase(Module):
             (out, h_n, c_n), cache = lstm_forward(x, states[0], states[1], w_ih, w_hh, b_ih, b_hh,
                                                   reverse=reverse)
             return out, (h_n, c_n), cache
+        if self.mode == "GRU":
+            (out, h_n), cache = gru_forward(x, states[0], w_ih, w_hh, b_ih, b_hh, reverse=reverse)
+            return out, (h_n,), cache
         (out, h_n), cache = rnn_forward(x, states[0], w_ih, w_hh, b_ih, b_hh,
                                         nonlinearity=self.nonlinearity, reverse=reverse)
         return out, (h_n,), cache
@@ -62,9 +68,10 @@ class _RecurrentBase(Module):
                     accumulate=accumulate, overwrite=overwrite, state_grad=state_grad)
                 grad_states = (grad_h0, grad_c0)
             else:
-                grad_x, grad_h0, _ = rnn_backward(cache, grad_out, grad_states[0],
-                                                  input_grad=input_grad, accumulate=accumulate,
-                                                  overwrite=overwrite, state_grad=state_grad)
+                backward = gru_backward if self.mode == "GRU" else rnn_backward
+                grad_x, grad_h0, _ = backward(cache, grad_out, grad_states[0],
+                                              input_grad=input_grad, accumulate=accumulate,
+                                              overwrite=overwrite, state_grad=state_grad)
                 grad_states = (grad_h0,)
         return grad_x, grad_states
 

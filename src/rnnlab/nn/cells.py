@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import check_array, check_dtype, check_positive_int, require_cache
-from ._recurrent_base import _check_nonlinearity, _RecurrentBase
+from ._recurrent_base import GATES, _check_nonlinearity, _RecurrentBase
 
 
 class _Cell(_RecurrentBase):
@@ -22,7 +22,7 @@ class _Cell(_RecurrentBase):
     def __init__(self, mode, input_size, hidden_size, bias, nonlinearity, dtype, rng):
         super().__init__()
         self.mode = mode
-        self.gates = 4 if mode == "LSTM" else 1
+        self.gates = GATES[mode]
         self.input_size = check_positive_int(input_size, "input_size")
         self.hidden_size = check_positive_int(hidden_size, "hidden_size")
         self.bias = bool(bias)

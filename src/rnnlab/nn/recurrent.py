@@ -1,4 +1,4 @@
-"""Recurrent layers over whole sequences: the multi-layer RNN and LSTM.
+"""Recurrent layers over whole sequences: the multi-layer RNN and LSTM (the GRU: nn/gru.py).
 
 Names, shapes, gate order (i, f, g, o), the pair of biases, the init
 U(-1/√H, 1/√H) and the state shapes are those of torch.nn, so a state_dict
@@ -16,8 +16,8 @@ import numpy as np
 
 from ._checks import check_array, check_dtype, check_positive_int, require_cache
 from ._packed_layers import PackedCache, backward_packed, forward_packed
-from ._recurrent_base import _check_nonlinearity, _RecurrentBase
-from .cells import LSTMCell, RNNCell
+from ._recurrent_base import GATES, _check_nonlinearity, _RecurrentBase
+from .cells import LSTMCell, RNNCell, _Cell  # noqa: F401 (_Cell: the base of nn/gru.py's cell)
 from .utils.rnn import PackedSequence
 
 __all__ = ["RNN", "LSTM", "RNNCell", "LSTMCell"]
@@ -30,7 +30,7 @@ class _SequenceLayer(_RecurrentBase):
                  bias=True, batch_first=False, bidirectional=False, *, dtype=np.float32, rng=None):
         super().__init__()
         self.mode = mode
-        self.gates = 4 if mode == "LSTM" else 1
+        self.gates = GATES[mode]
         self.input_size = check_positive_int(input_size, "input_size")
         self.hidden_size = check_positive_int(hidden_size, "hidden_size")
         self.num_layers = check_positive_int(num_layers, "num_layers")
