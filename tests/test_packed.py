@@ -1,6 +1,6 @@
 """Variable-length batches: rnnlab.nn.utils.rnn and the packed path of the layers, against torch.
 
-Parity with torch's packed path (torch.nn.utils.rnn + torch.nn.RNN/LSTM): the
+Parity with torch's packed path (torch.nn.utils.rnn + torch.nn.RNN/LSTM/GRU): the
 outputs, h_n, c_n, the input gradient, dh0/dc0 and every parameter gradient,
 on random shapes and lengths (always including 1 and T), sorted and unsorted
 batches, 1-3 layers, both directions, random non-zero biases. Then the
@@ -22,7 +22,7 @@ from rnnlab.nn.utils.rnn import (PackedSequence, pack_padded_sequence, pack_sequ
 from conftest import assert_close
 
 DTYPES = [np.float64, np.float32]
-KINDS = ["lstm", "rnn_tanh", "rnn_relu"]
+KINDS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
 
 
 def _random_lengths(rng, N, T):
@@ -37,9 +37,9 @@ def _random_lengths(rng, N, T):
 def _build(torch, kind, I, H, dtype, rng, **kwargs):
     """The same random layer in both frameworks, biases random and clearly non-zero."""
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
-    if kind == "lstm":
-        ours, theirs = nn.LSTM(I, H, **kwargs, dtype=dtype, rng=rng), \
-            torch.nn.LSTM(I, H, **kwargs, dtype=tdtype)
+    if kind in ("lstm", "gru"):
+        ours = getattr(nn, kind.upper())(I, H, **kwargs, dtype=dtype, rng=rng)
+        theirs = getattr(torch.nn, kind.upper())(I, H, **kwargs, dtype=tdtype)
     else:
         act = kind.split("_")[1]
         ours = nn.RNN(I, H, nonlinearity=act, **kwargs, dtype=dtype, rng=rng)
@@ -61,7 +61,7 @@ def _packed_case(torch, rng, kind, dtype, trial):
     enforce_sorted = trial % 3 == 0
     give_state, give_grad_output = trial % 4 != 1, trial % 5 != 2
     ours, theirs = _build(torch, kind, I, H, dtype, rng, num_layers=L, batch_first=batch_first,
-                          bidirectional=bidirectional)
+                          bidirectional=bidirectional, bias=trial % 7 != 6)
     lengths = _random_lengths(rng, N, T)
     if enforce_sorted:
         lengths = np.sort(lengths)[::-1].copy()

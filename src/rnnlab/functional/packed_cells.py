@@ -17,7 +17,7 @@ import numpy as np
 
 from ._loops_numpy import _sigmoid_
 
-__all__ = ["Cell", "RNNStep", "LSTMStep", "cell_for"]
+__all__ = ["Cell", "RNNStep", "LSTMStep", "GRUStep", "cell_for"]
 
 
 class Cell:
@@ -45,10 +45,12 @@ class Cell:
         """Scratch arrays of N rows, of which a step uses the first b."""
         raise NotImplementedError
 
-    def forward_step(self, rows: slice, prev, new, bufs, weight_hh_t, skip_recurrent, work):
+    def forward_step(self, rows: slice, prev, new, bufs, weight_hh_t, bias_hh, skip_recurrent,
+                     work):
         """One step: ``prev`` and ``new`` are tuples of (b, H) views (the rows' previous and
-        new states); ``bufs["pre"][rows]`` holds the input part. ``skip_recurrent``: the
-        previous h is zero, so its product with W_hh is too."""
+        new states); ``bufs["pre"][rows]`` holds the input part. ``bias_hh`` is for cells
+        whose :meth:`input_bias` leaves it out. ``skip_recurrent``: the previous h is zero,
+        so its product with W_hh is too."""
         raise NotImplementedError
 
     def backward_begin(self, bufs) -> None:
@@ -88,7 +90,7 @@ class RNNStep(Cell):
     def workspace(self, N, H, dtype):
         return {"recur": np.empty((N, H), dtype=dtype)}
 
-    def forward_step(self, rows, prev, new, bufs, weight_hh_t, skip_recurrent, work):
+    def forward_step(self, rows, prev, new, bufs, weight_hh_t, bias_hh, skip_recurrent, work):
         (h,) = new  # (b, H), holding pre_t
         if not skip_recurrent:
             h += np.matmul(prev[0], weight_hh_t, out=work["recur"][:h.shape[0]])
@@ -148,7 +150,7 @@ class LSTMStep(Cell):
                 "local": np.empty((N, 4 * H), dtype=dtype),  # d[i f g o]/dpre
                 "g": np.empty((N, H), dtype=dtype), "tmp": np.empty((N, H), dtype=dtype)}
 
-    def forward_step(self, rows, prev, new, bufs, weight_hh_t, skip_recurrent, work):
+    def forward_step(self, rows, prev, new, bufs, weight_hh_t, bias_hh, skip_recurrent, work):
         pre = bufs["pre"][rows]  # (b, 4H)
         b, H = pre.shape[0], pre.shape[1] // 4
         (h_prev, c_prev), (h, c) = prev, new
@@ -197,10 +199,97 @@ class LSTMStep(Cell):
         return bufs["pre"], bufs["pre"]
 
 
+class GRUStep(Cell):
+    """GRU step, gates r, z, n (torch's order); b_hn sits inside the reset gate's product,
+    so the recurrent part gh is kept apart from the input part gx::
+
+        gx = x W_ihᵀ + b_ih;  gh = h_prev W_hhᵀ + b_hh                (b, 3H) each
+        r = σ(gx_r + gh_r);  z = σ(gx_z + gh_z);  n = tanh(gx_n + r ⊙ gh_n)
+        h = (1 - z) ⊙ n + z ⊙ h_prev = n + z ⊙ (h_prev - n)
+
+    Backward, with dh entering as dL/dh of this step::
+
+        dz = dh ⊙ (h_prev - n);  dgx_n = dh ⊙ (1 - z) ⊙ (1 - n²);  dgh_n = dgx_n ⊙ r
+        dgx_r = dgh_r = dgx_n ⊙ gh_n ⊙ r(1 - r);  dgx_z = dgh_z = dz ⊙ z(1 - z)
+        dh_prev = dh ⊙ z + dgh W_hh
+
+    gx holds gx, then [r z n], then dgx; gh holds gh, then dgh.
+    """
+
+    gates = 3
+    n_states = 1
+
+    def input_bias(self, bias_ih, bias_hh):
+        return bias_ih  # b_hh enters with each step's recurrent product
+
+    def forward_buffers(self, S, N, H, dtype):
+        return {"pre": np.empty((S, 3 * H), dtype=dtype), "gh": np.empty((S, 3 * H), dtype=dtype),
+                "states": (np.empty((N + S, H), dtype=dtype),)}
+
+    def workspace(self, N, H, dtype):
+        return {k: np.empty((N, H), dtype=dtype) for k in ("a", "b", "c")}
+
+    def forward_step(self, rows, prev, new, bufs, weight_hh_t, bias_hh, skip_recurrent, work):
+        gx, gh = bufs["pre"][rows], bufs["gh"][rows]  # (b, 3H) each
+        H = gx.shape[1] // 3
+        (h_prev,), (h,) = prev, new
+        if skip_recurrent:
+            gh[...] = 0 if bias_hh is None else bias_hh
+        else:
+            np.matmul(h_prev, weight_hh_t, out=gh)
+            if bias_hh is not None:
+                gh += bias_hh
+        r_z = gx[:, :2 * H]
+        r_z += gh[:, :2 * H]
+        _sigmoid_(r_z)
+        n = gx[:, 2 * H:]
+        r_gh_n = work["a"][:gx.shape[0]]
+        np.multiply(gx[:, :H], gh[:, 2 * H:], out=r_gh_n)
+        n += r_gh_n
+        np.tanh(n, out=n)
+        np.subtract(h_prev, n, out=h)
+        h *= gx[:, H:2 * H]
+        h += n
+
+    def backward_step(self, rows, prev, bufs, dstates, weight_hh, need_dh, work):
+        gx, gh = bufs["pre"][rows], bufs["gh"][rows]  # [r z n], gh; become dgx, dgh
+        b, H = gx.shape[0], gx.shape[1] // 3
+        r, z, n, gh_n = gx[:, :H], gx[:, H:2 * H], gx[:, 2 * H:], gh[:, 2 * H:]
+        (h_prev,), (dh,) = prev, dstates
+        d_z, d_n, tmp = work["a"][:b], work["b"][:b], work["c"][:b]
+        np.subtract(h_prev, n, out=d_z)
+        d_z *= dh
+        np.subtract(1, z, out=d_n)
+        d_n *= dh
+        dh *= z  # the direct path h_prev -> h; the product with W_hh is added below
+        np.multiply(n, n, out=tmp)
+        np.subtract(1, tmp, out=tmp)
+        d_n *= tmp  # dgx_n
+        np.subtract(1, z, out=tmp)
+        tmp *= z
+        d_z *= tmp  # dgx_z = dgh_z
+        np.multiply(d_n, gh_n, out=tmp)  # dL/dr
+        np.multiply(d_n, r, out=gh_n)  # dgh_n
+        n[...] = d_n  # dgx_n
+        np.subtract(1, r, out=d_n)
+        d_n *= r
+        tmp *= d_n  # dgx_r = dgh_r
+        r[...] = tmp
+        z[...] = d_z
+        gh[:, :2 * H] = gx[:, :2 * H]
+        if need_dh:
+            dh += np.matmul(gh, weight_hh, out=tmp)
+
+    def pre_grads(self, bufs):
+        return bufs["pre"], bufs["gh"]
+
+
 def cell_for(mode: str, nonlinearity: str = "tanh") -> Cell:
-    """The step of a layer's mode: "RNN" (with its nonlinearity) or "LSTM"."""
+    """The step of a layer's mode: "RNN" (with its nonlinearity), "LSTM" or "GRU"."""
     if mode == "LSTM":
         return LSTMStep()
+    if mode == "GRU":
+        return GRUStep()
     if mode == "RNN":
         return RNNStep(nonlinearity)
-    raise ValueError(f"mode must be 'RNN' or 'LSTM', got {mode!r}")
+    raise ValueError(f"mode must be 'RNN', 'LSTM' or 'GRU', got {mode!r}")

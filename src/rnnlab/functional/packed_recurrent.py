@@ -1,6 +1,7 @@
 """A recurrent layer over a packed batch of variable-length sequences: forward and BPTT.
 
-One layer, one direction, any cell of :mod:`rnnlab.functional.packed_cells`.
+One layer, one direction, any cell of :mod:`rnnlab.functional.packed_cells`
+(RNN, LSTM, GRU).
 The work follows the sum of the lengths S, not batch × longest:
 
 - the input projection is one GEMM over the S packed rows, X (S, I) · W_ihᵀ;
@@ -75,7 +76,7 @@ def packed_forward(cell, x, batch_sizes, states0, weight_ih, weight_hh, bias_ih=
             cell.forward_step(slice(first, first + b),
                               tuple(s[prev_first:prev_first + b] for s in states),
                               tuple(s[N + first:N + first + b] for s in states),
-                              bufs, weight_hh_t, t == 0 and zero_start, work)
+                              bufs, weight_hh_t, bias_hh, t == 0 and zero_start, work)
     output = states[0][N:]  # (S, H)
     if reverse:
         output = output[layout.reversal()]
