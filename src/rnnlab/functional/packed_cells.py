@@ -35,6 +35,11 @@ class Cell:
         """The bias added once to the input projection X W_ihᵀ (G·H,), or None."""
         return bias_ih if bias_hh is None else bias_hh if bias_ih is None else bias_ih + bias_hh
 
+    def row_scale(self, H: int, dtype):
+        """(G·H,) factors for the rows of W_ih, W_hh and the input bias in the forward, or None:
+        the pre-activations the steps receive are then scaled by them."""
+        return None
+
     def forward_buffers(self, S: int, N: int, H: int, dtype) -> dict:
         """Buffers of one sweep: "pre" (S, G·H) receives X W_ihᵀ + bias, "states" a tuple of
         n_states (N + S, H) arrays (the N initial states, then each row's new state), plus
@@ -128,6 +133,10 @@ class LSTMStep(Cell):
         i, f, o = σ(pre_i), σ(pre_f), σ(pre_o);  g = tanh(pre_g)
         c = f ⊙ c_prev + i ⊙ g;  h = o ⊙ tanh(c)
 
+    σ is taken as σ(x) = ½ + ½ tanh(x/2), so that one ``tanh`` runs over all four gates:
+    :meth:`row_scale` puts the ½ into the i, f, o rows of the weights and bias (exact in
+    floating point), and the step turns τ = tanh(pre/2) into σ = ½ + ½τ.
+
     Backward, with dh and dc entering as dL/dh, dL/dc of this step::
 
         do = dh ⊙ tanh(c);  dc += dh ⊙ o ⊙ (1 - tanh²(c))
@@ -145,10 +154,15 @@ class LSTMStep(Cell):
                 "states": (np.empty((N + S, H), dtype=dtype), np.empty((N + S, H), dtype=dtype)),
                 "tanh_c": np.empty((S, H), dtype=dtype)}
 
+    def row_scale(self, H, dtype):
+        scale = np.full(4 * H, 0.5, dtype=dtype)  # ½ for i, f, o: the half angle
+        scale[2 * H:3 * H] = 1
+        return scale
+
     def workspace(self, N, H, dtype):
         return {"recur": np.empty((N, 4 * H), dtype=dtype),  # h_prev W_hhᵀ, then d[i f g o]
                 "local": np.empty((N, 4 * H), dtype=dtype),  # d[i f g o]/dpre
-                "g": np.empty((N, H), dtype=dtype), "tmp": np.empty((N, H), dtype=dtype)}
+                "tmp": np.empty((N, H), dtype=dtype)}
 
     def forward_step(self, rows, prev, new, bufs, weight_hh_t, bias_hh, skip_recurrent, work):
         pre = bufs["pre"][rows]  # (b, 4H)
@@ -156,14 +170,14 @@ class LSTMStep(Cell):
         (h_prev, c_prev), (h, c) = prev, new
         tanh_c = bufs["tanh_c"][rows]
         if not skip_recurrent:
-            pre += np.matmul(h_prev, weight_hh_t, out=work["recur"][:b])
-        g = work["g"][:b]
-        np.tanh(pre[:, 2 * H:3 * H], out=g)  # g first: σ then runs over the whole block
-        _sigmoid_(pre)
-        pre[:, 2 * H:3 * H] = g
+            pre += np.matmul(h_prev, weight_hh_t, out=work["recur"][:b])  # i, f, o rows halved
+        np.tanh(pre, out=pre)  # [τ_i, τ_f, g, τ_o]
+        for sig in (pre[:, :2 * H], pre[:, 3 * H:]):  # σ = ½ + ½τ
+            sig *= 0.5
+            sig += 0.5
         np.multiply(pre[:, H:2 * H], c_prev, out=c)
         i_g = work["tmp"][:b]
-        np.multiply(pre[:, :H], g, out=i_g)
+        np.multiply(pre[:, :H], pre[:, 2 * H:3 * H], out=i_g)
         c += i_g
         np.tanh(c, out=tanh_c)
         np.multiply(pre[:, 3 * H:], tanh_c, out=h)

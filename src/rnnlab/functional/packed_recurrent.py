@@ -60,14 +60,21 @@ def packed_forward(cell, x, batch_sizes, states0, weight_ih, weight_hh, bias_ih=
         x = x[layout.reversal()]  # (S, I): each sequence reversed in time
     bufs = cell.forward_buffers(S, N, H, x.dtype)
     pre, states = bufs["pre"], bufs["states"]
-    np.matmul(x, weight_ih.T, out=pre)  # (S, G·H)
+    scale = cell.row_scale(H, x.dtype)  # (G·H,) or None
     bias = cell.input_bias(bias_ih, bias_hh)
+    weight_hh_t = np.empty(weight_hh.shape[::-1], dtype=x.dtype)  # (H, G·H), C order
+    if scale is None:
+        np.matmul(x, weight_ih.T, out=pre)  # (S, G·H)
+        np.copyto(weight_hh_t, weight_hh.T)
+    else:
+        np.matmul(x, (weight_ih * scale[:, None]).T, out=pre)
+        np.multiply(weight_hh.T, scale, out=weight_hh_t)
+        bias = None if bias is None else bias * scale
     if bias is not None:
         pre += bias
     zero_start = states0[0] is None
     for buffer, initial in zip(states, states0):
         buffer[:N] = 0 if initial is None else initial
-    weight_hh_t = np.ascontiguousarray(weight_hh.T)  # (H, G·H): see _loops_numpy
     work = cell.workspace(N, H, x.dtype)
     with np.errstate(over="ignore"):  # exp overflow in σ gives 0, correctly
         for t in range(layout.steps):
@@ -135,9 +142,22 @@ def packed_backward(cache, grad_output=None, grad_finals=None, input_grad=True,
             grad_x = grad_x[layout.reversal()]
     # A zero start adds nothing to dW_hh: the first step's N rows are left out of its GEMM.
     skip = N if zero_start else 0
-    h_prev = np.take(states[0], layout.prev_rows()[skip:], axis=0)  # (S - skip, H)
-    grads = _weight_grads(d_ih, d_hh, x, h_prev, skip, has_bias, accumulate, overwrite)
+    grads = _weight_grads(d_ih, d_hh, x, _previous_states(states[0], layout, skip), skip,
+                          has_bias, accumulate, overwrite)
     return grad_x, (dstates if state_grad else None), grads
+
+
+def _previous_states(h_states, layout, skip):
+    """(S - skip, H): the previous h of every packed row from row ``skip`` on, gathered from
+    h_states (N + S, H) one step (a contiguous block) at a time."""
+    N = layout.batch
+    h_prev = np.empty((layout.total - skip, h_states.shape[1]), dtype=h_states.dtype)
+    for t in range(layout.steps):
+        first, b = layout.rows(t)
+        if first >= skip:
+            prev_first = 0 if t == 0 else N + int(layout.offsets[t - 1])
+            h_prev[first - skip:first - skip + b] = h_states[prev_first:prev_first + b]
+    return h_prev
 
 
 def _weight_grads(d_ih, d_hh, x, h_prev, skip, has_bias, accumulate, overwrite):
