@@ -123,10 +123,29 @@ def _packed_case(torch, rng, kind, dtype, trial):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", KINDS)
-def test_packed_layers_match_torch(torch, kind, dtype):
+def test_packed_layers_match_torch(torch, kind, dtype, backend):
+    if kind != "lstm" and backend != "numpy":
+        pytest.skip("only the LSTM has a packed step of its own on the compiled backends")
     rng = np.random.default_rng(zlib.crc32(f"{kind}-{np.dtype(dtype)}".encode()))
     for trial in range(12):
         _packed_case(torch, rng, kind, dtype, trial)
+
+
+def test_packed_step_follows_the_backend():
+    """The compiled LSTM step runs unless the backend is the NumPy reference."""
+    from rnnlab.functional.backend import numba_available, use_backend
+    from rnnlab.functional.packed_cells import GRUStep, RNNStep
+    from rnnlab.functional.packed_recurrent import step_for
+
+    with use_backend("numpy"):
+        assert type(step_for("LSTM", "tanh", 64, 256)) is LSTMStep
+    if numba_available():
+        from rnnlab.functional._packed_cells_fused import FusedLSTMStep
+        for name in ("auto", "numba", "fused"):
+            with use_backend(name):
+                assert type(step_for("LSTM", "tanh", 4, 8)) is FusedLSTMStep
+                assert type(step_for("GRU", "tanh", 4, 8)) is GRUStep
+                assert type(step_for("RNN", "relu", 4, 8)) is RNNStep
 
 
 def test_packed_gradients_add_and_skip(torch):

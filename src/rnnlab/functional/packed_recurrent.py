@@ -30,11 +30,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import loops_for
 from .linear import accumulate_outer, add_into, column_sum, outer_sum
+from .packed_cells import cell_for
 from .packed_layout import PackedLayout
 from .recurrent import _check_dtypes
 
 _NO_OVERWRITE = (False, False, False, False)
+
+
+def step_for(mode: str, nonlinearity: str, batch: int, hidden: int):
+    """The step object a layer of this mode runs on a packed batch of ``batch`` sequences.
+
+    The NumPy reference of :mod:`.packed_cells`, except for the LSTM when the backend
+    (:func:`rnnlab.functional.backend.loops_for`) is not "numpy": then the same step with
+    its elementwise passes compiled (:mod:`._packed_cells_fused`, which needs numba).
+    """
+    if mode == "LSTM" and loops_for(batch, hidden) != "numpy":
+        from ._packed_cells_fused import FusedLSTMStep
+        return FusedLSTMStep()
+    return cell_for(mode, nonlinearity)
 
 
 def packed_forward(cell, x, batch_sizes, states0, weight_ih, weight_hh, bias_ih=None,

@@ -16,9 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..functional.packed_cells import cell_for
 from ..functional.packed_layout import PackedLayout, check_batch_sizes
-from ..functional.packed_recurrent import packed_backward, packed_forward
+from ..functional.packed_recurrent import packed_backward, packed_forward, step_for
 from ._checks import check_array
 from .module import grad_sinks
 from .utils.rnn import PackedSequence, _check_packed
@@ -51,7 +50,7 @@ def forward_packed(layer, packed, hx):
     batch_sizes = check_batch_sizes(packed.batch_sizes, f"{name} input", rows=data.shape[0])
     layout = PackedLayout(batch_sizes)
     states = _to_sorted(layer._check_states(hx, True, layout.batch), packed.sorted_indices)
-    cell = cell_for(layer.mode, layer.nonlinearity)
+    cell = step_for(layer.mode, layer.nonlinearity, layout.batch, layer.hidden_size)
     D = layer.num_directions
     caches, finals = [], [[] for _ in range(layer._n_states)]
     layer_input = np.ascontiguousarray(data)  # (S, I)
