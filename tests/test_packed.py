@@ -335,3 +335,27 @@ def test_bad_packed_sequence_fields():
     with pytest.raises(ValueError, match=r"expected every sequence of shape \(L, 3\) and dtype "
                                          r"float64 .* got \(2, 4\) float64 at index 1"):
         pad_sequence([np.zeros((3, 3)), np.zeros((2, 4))])
+
+
+# ------------------------------------------------------------------ the benchmark's steps
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru", "rnn"])
+def test_benchmark_packed_step_trains_as_the_padded_one_at_full_length(model):
+    """With every length T, the packed and the padded training steps of
+    rnnlab.bench.packed are the same computation: the same losses, step after step (the
+    SGD updates included); with shorter lengths the packed loss differs."""
+    from rnnlab.bench.packed import PackedConfig, _training_step
+
+    config = PackedConfig(model=model, d=5, n=3, m=4, T=6, k=2)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 5, 3)).astype(np.float32)
+    y = rng.standard_normal((5, 2)).astype(np.float32)
+    full = np.full(5, 6)
+    packed, padded = (_training_step(config, x, full, y, packed=p) for p in (True, False))
+    losses = [(packed(), padded()) for _ in range(3)]
+    for a, b in losses:
+        assert abs(a - b) <= 1e-5 * abs(b)
+    assert losses[0][0] != losses[2][0]  # the updates changed the weights
+    shorter = _training_step(config, x, np.array([6, 1, 3, 6, 2]), y, packed=True)
+    assert abs(shorter() - losses[0][1]) > 1e-3 * abs(losses[0][1])

@@ -111,6 +111,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory", action="store_true",
                         help="trace the peak memory of an rnnlab training step (tracemalloc) "
                              "against the BPTT minimum, instead of timing")
+    parser.add_argument("--packed", action="store_true",
+                        help="time a packed LSTM step against the padded full-length step "
+                             "(d=256, n=64, m=256, T=64, lengths uniform in [1, T]; "
+                             "benchmarks/packed_vs_padded.py) instead of the grid")
     parser.add_argument("--out", default=None, metavar="DIR",
                         help="output folder for CSV, JSON and config [runs/bench-<timestamp>/]")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -123,6 +127,8 @@ def run(args) -> int:
                          render_timing, run_memory, run_timing, write_results)
 
     console = Console() if Console().is_terminal else Console(width=200)
+    if args.packed:
+        return _run_packed(args, console)
     vs = args.vs
     if not args.memory:
         if vs is None:
@@ -168,4 +174,36 @@ def run(args) -> int:
     except OSError as exc:
         raise CommandError(f"cannot write to {out}: {exc.strerror or exc}") from None
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def _run_packed(args, console) -> int:
+    """``--packed``: :func:`rnnlab.bench.packed.run_packed_vs_padded` at the issue's point;
+    writes packed.json and packed.md to the output folder."""
+    from ..bench import backend, default_out_dir
+    from ..bench.packed import PackedConfig, packed_markdown, run_packed_vs_padded
+
+    try:
+        config = PackedConfig(threads=args.threads, budget=args.budget or 20.0,
+                              warmup=args.warmup, min_repeats=args.min_repeats or 5,
+                              seed=args.seed)
+        with backend(args.backend):  # unavailable backends fail here, before the run
+            pass
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    out = Path(args.out) if args.out is not None else default_out_dir()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    with backend(args.backend):
+        results = run_packed_vs_padded(config)
+    markdown = packed_markdown(results)
+    console.print(markdown, markup=False, highlight=False)
+    try:
+        (out / "packed.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        (out / "packed.md").write_text(f"`{_command_line()}`\n\n{markdown}", encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    console.print(f"wrote {out / 'packed.json'}, {out / 'packed.md'}")
     return 0
