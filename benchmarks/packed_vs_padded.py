@@ -34,7 +34,8 @@ def main(argv=None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--model", choices=["lstm", "rnn", "gru"], default=defaults.model)
     for name in ("d", "n", "m", "T", "threads", "seed", "warmup", "min_repeats"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int,
+                            default=getattr(defaults, name))
     parser.add_argument("--budget", type=float, default=defaults.budget,
                         help="seconds of timed rounds (default %(default)s)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")

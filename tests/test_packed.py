@@ -304,8 +304,8 @@ def test_bad_packed_gradients_and_states():
         lstm.backward(np.zeros((5, 3, 3), np.float32))
     out, _ = lstm(packed)
     other = pack_padded_sequence(_x(), [4, 5, 1], enforce_sorted=False)
-    with pytest.raises(ValueError, match=r"expected batch_sizes \[3, 2, 1, 1, 1\] \(the output's\), "
-                                         r"got \[3, 2, 2, 2, 1\]"):
+    with pytest.raises(ValueError, match=r"expected batch_sizes \[3, 2, 1, 1, 1\] "
+                                         r"\(the output's\), got \[3, 2, 2, 2, 1\]"):
         lstm.backward(PackedSequence(np.zeros((10, 3), np.float32), *other[1:]))
     out, _ = lstm(packed)
     unsorted = pack_padded_sequence(_x(), [5, 2, 1])

@@ -123,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from rich.console import Console
 
-    from ..bench import (BenchConfig, backend, default_out_dir, import_torch, render_memory,
+    from ..bench import (BenchConfig, backend, import_torch, render_memory,
                          render_timing, run_memory, run_timing, write_results)
 
     console = Console() if Console().is_terminal else Console(width=200)
@@ -149,11 +149,7 @@ def run(args) -> int:
             pass
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    out = Path(args.out) if args.out is not None else default_out_dir()
-    try:  # fail before a long run, not after it
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CommandError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    out = _output_folder(args.out)
     progress_console = Console(stderr=True)
     if args.memory:
         results = run_memory(config, console=progress_console, progress=not args.no_progress)
@@ -177,10 +173,23 @@ def run(args) -> int:
     return 0
 
 
+def _output_folder(path):
+    """The output folder (``--out``, else runs/bench-<timestamp>/), created now: a bad path
+    fails before a long run, not after it."""
+    from ..bench import default_out_dir
+
+    out = Path(path) if path is not None else default_out_dir()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    return out
+
+
 def _run_packed(args, console) -> int:
     """``--packed``: :func:`rnnlab.bench.packed.run_packed_vs_padded` at the issue's point;
     writes packed.json and packed.md to the output folder."""
-    from ..bench import backend, default_out_dir
+    from ..bench import backend
     from ..bench.packed import PackedConfig, packed_markdown, run_packed_vs_padded
 
     try:
@@ -191,11 +200,7 @@ def _run_packed(args, console) -> int:
             pass
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    out = Path(args.out) if args.out is not None else default_out_dir()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CommandError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    out = _output_folder(args.out)
     with backend(args.backend):
         results = run_packed_vs_padded(config)
     markdown = packed_markdown(results)

@@ -1,5 +1,6 @@
 """The packed LSTM step with its elementwise work compiled: a drop-in for
-:class:`rnnlab.functional.packed_cells.LSTMStep`, chosen by :func:`rnnlab.functional.packed_recurrent.step_for`.
+:class:`rnnlab.functional.packed_cells.LSTMStep`, chosen by
+:func:`rnnlab.functional.packed_recurrent.step_for`.
 
 Same equations, same buffers and products. What differs is the gate buffer's
 contents between forward and backward: the half-angle values

@@ -58,9 +58,10 @@ def forward_packed(layer, packed, hx):
         outputs = []
         for direction in range(D):
             index = k * D + direction
+            initial = tuple(None if s is None else s[index] for s in states)  # (N, H) each
             (out, final), cache = packed_forward(
-                cell, layer_input, batch_sizes, tuple(None if s is None else s[index] for s in states),
-                *layer._weights(layer._suffixes[index]), reverse=direction == 1, layout=layout)
+                cell, layer_input, batch_sizes, initial, *layer._weights(layer._suffixes[index]),
+                reverse=direction == 1, layout=layout)
             outputs.append(out)
             caches.append(cache)
             for store, f in zip(finals, final):

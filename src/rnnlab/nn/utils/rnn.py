@@ -104,8 +104,9 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
         raise TypeError(f"pack_padded_sequence: expected a numpy array as input, "
                         f"got {type(input).__name__}")
     if input.ndim < 2:
+        layout = "(N, T, *)" if batch_first else "(T, N, *)"
         raise ValueError(f"pack_padded_sequence: expected an input of at least 2 dimensions "
-                         f"({'(N, T, *)' if batch_first else '(T, N, *)'}), got shape {input.shape}")
+                         f"{layout}, got shape {input.shape}")
     time_major = input.swapaxes(0, 1) if batch_first else input  # (T, N, *)
     steps, batch = time_major.shape[:2]
     lengths = _check_lengths(lengths, batch, steps, enforce_sorted)
@@ -161,8 +162,8 @@ def _check_packed(sequence, name: str) -> np.ndarray:
         perm = getattr(sequence, field)
         if perm is not None and (perm.shape != (batch_sizes[0],)
                                  or not np.array_equal(np.sort(perm), np.arange(batch_sizes[0]))):
-            raise ValueError(f"{name}: expected {field} as a permutation of 0..{batch_sizes[0] - 1}, "
-                             f"got {perm.tolist()}")
+            raise ValueError(f"{name}: expected {field} as a permutation of "
+                             f"0..{batch_sizes[0] - 1}, got {perm.tolist()}")
     return data
 
 
