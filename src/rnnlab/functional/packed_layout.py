@@ -86,14 +86,6 @@ class PackedLayout:
         """(N,): the row of each sequence's last step."""
         return self.offsets[self.lengths - 1] + np.arange(self.batch)
 
-    def prev_rows(self) -> np.ndarray:
-        """(S,): for each row, the row of the same sequence one step earlier, counted in a
-        buffer of N initial states followed by the S packed rows (step 0 reads row j, the
-        initial state of sequence j)."""
-        prev_step = self.step_of - 1
-        return np.where(prev_step < 0, self.seq_of,
-                        self.batch + self.offsets[np.maximum(prev_step, 0)] + self.seq_of)
-
     def reversal(self) -> np.ndarray:
         """(S,): the permutation of rows that reverses every sequence in time: row (t, j)
         <-> row (lengths[j] - 1 - t, j). The reversed sequences have the same lengths, so

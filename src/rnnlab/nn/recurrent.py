@@ -205,6 +205,11 @@ class RNN(_SequenceLayer):
         input (T, N, I), (N, T, I) with batch_first, or (T, I) unbatched;
         h0 (L·D, N, H), or (L·D, H) unbatched; None means zeros.
         output (T, N, D·H) (batch_first: (N, T, D·H)); h_n (L·D, N, H).
+        A :class:`~rnnlab.nn.utils.rnn.PackedSequence` input (data (S, I), S = Σ lengths)
+        gives a PackedSequence output (data (S, D·H)), and the final states hold each
+        sequence's state at its own last step (the reverse direction's: after its first),
+        in the caller's batch order; backward then takes the output's gradient as a
+        PackedSequence and returns the input's as one.
 
     Attributes:
         weight_ih_l{k}[_reverse]: (H, I) for k = 0, (H, D·H) after; U(-1/√H, 1/√H).
@@ -248,6 +253,11 @@ class LSTM(_SequenceLayer):
         input (T, N, I), (N, T, I) with batch_first, or (T, I) unbatched;
         hx = (h0, c0), each (L·D, N, H) or (L·D, H) unbatched; None means zeros.
         output (T, N, D·H) (batch_first: (N, T, D·H)); (h_n, c_n) each (L·D, N, H).
+        A :class:`~rnnlab.nn.utils.rnn.PackedSequence` input (data (S, I), S = Σ lengths)
+        gives a PackedSequence output (data (S, D·H)), and the final states hold each
+        sequence's state at its own last step (the reverse direction's: after its first),
+        in the caller's batch order; backward then takes the output's gradient as a
+        PackedSequence and returns the input's as one.
 
     Attributes:
         weight_ih_l{k}[_reverse]: (4H, I) for k = 0, (4H, D·H) after, rows [i; f; g; o].
