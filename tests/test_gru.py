@@ -153,6 +153,26 @@ def test_state_dict_round_trip_with_torch(torch, direction):
     assert_close(h_n, th_n.detach().numpy(), np.float64, "h_n after the transfer")
 
 
+def test_torch_compatible_files_move_both_ways(torch, tmp_path):
+    """save_torch_compatible -> torch, and torch's save_file -> load_torch_file, for the GRU."""
+    from safetensors.torch import load_file, save_file
+    from rnnlab.io import load_torch_file, save_torch_compatible
+    rng = np.random.default_rng(109)
+    ours = nn.GRU(4, 5, num_layers=2, batch_first=True, rng=rng)
+    _randomize_biases(ours, rng)
+    theirs = torch.nn.GRU(4, 5, num_layers=2, batch_first=True)
+    save_torch_compatible(ours, tmp_path / "ours.safetensors")
+    theirs.load_state_dict(load_file(tmp_path / "ours.safetensors"))
+    x = rng.standard_normal((3, 6, 4)).astype(F32)
+    with torch.no_grad():
+        assert_close(ours(x)[0], theirs(torch.from_numpy(x))[0].numpy(), F32, "ours in torch")
+        for p in theirs.parameters():
+            p.uniform_(-0.5, 0.5)
+        save_file(theirs.state_dict(), str(tmp_path / "theirs.safetensors"))
+        load_torch_file(ours, tmp_path / "theirs.safetensors")
+        assert_close(ours(x)[0], theirs(torch.from_numpy(x))[0].numpy(), F32, "torch's in ours")
+
+
 def test_init_matches_torch_distribution():
     """Every parameter, 3H rows, lies in U(-1/√H, 1/√H) and fills most of that range."""
     H = 64
