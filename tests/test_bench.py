@@ -23,7 +23,7 @@ F32 = np.float32
 
 # ------------------------------------------------------------------ same work on both sides
 
-POINTS = [Point(model, d, n, m, T) for model in ("mlp", "rnn", "lstm")
+POINTS = [Point(model, d, n, m, T) for model in ("mlp", "rnn", "lstm", "gru")
           for d, n, m, T in [(1, 3, 5, 4), (6, 4, 7, 3), (3, 5, 6, 1)]]
 
 
@@ -67,7 +67,7 @@ def test_data_and_weights_shapes():
 
 def test_point_validation():
     with pytest.raises(ValueError):
-        Point("gru", 1, 1, 1, 1)
+        Point("transformer", 1, 1, 1, 1)
     with pytest.raises(ValueError):
         Point("rnn", 0, 1, 1, 1)
 
@@ -232,7 +232,7 @@ def test_summarize_ratios():
 
 def test_grids():
     tiny = grid_points("tiny")
-    assert {p.model for p in tiny} == {"mlp", "rnn", "lstm"}
+    assert {p.model for p in tiny} == {"mlp", "rnn", "lstm", "gru"}
     full = grid_points("full", ["lstm"])
     assert len(full) == 3 * 2 * 3 * 3 and {p.k for p in full} == {10}
     assert {(p.d, p.n, p.m, p.T) for p in grid_points("small")} <= {
@@ -335,7 +335,7 @@ def test_cli_memory(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--threads", "0"], ["--grid", "nope"], ["--budget", "-1"],
-                                  ["--models", "mlp,gru"]])
+                                  ["--models", "mlp,tcn"]])
 def test_cli_bad_arguments(args, tmp_path):
     proc = _rnnlab(*args, "--out", str(tmp_path / "x"), timeout=60)
     assert proc.returncode == 2
@@ -373,7 +373,7 @@ def test_largest_points_by_flops():
     from rnnlab.bench.runner import _largest_points
     points = grid_points("full")
     largest = _largest_points(points)
-    assert {p.model for p in largest} == {"mlp", "rnn", "lstm"} and len(largest) == 3
+    assert {p.model for p in largest} == {"mlp", "rnn", "lstm", "gru"} and len(largest) == 4
     for p in largest:
         flops = model_training_flops(p.model, p.d, p.n, p.m, p.T, p.k, input_grad=False)
         assert all(model_training_flops(q.model, q.d, q.n, q.m, q.T, q.k, input_grad=False)

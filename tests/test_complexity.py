@@ -19,9 +19,12 @@ import pytest
 
 from rnnlab.analysis import complexity as cx
 from rnnlab.bench.models import SequenceRegressor
-from rnnlab.nn import LSTM, MLP, RNN, MSELoss
+from rnnlab.nn import GRU, LSTM, MLP, RNN, MSELoss
 
 SEEDS = range(6)
+RECURRENT = ["rnn", "lstm", "gru"]
+LAYERS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # W_ih rows per hidden unit, as in torch
 
 
 def _sizes(rng, low=1, high=9, count=1):
@@ -46,18 +49,18 @@ def test_mlp_params_match_arrays(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("kind", RECURRENT)
 def test_recurrent_params_match_arrays(kind, seed):
     rng = np.random.default_rng(100 + seed)
     n, m = _sizes(rng, 1, 30, count=2)
     layers = int(rng.integers(1, 4))
     bias = bool(rng.integers(2))
-    model = (RNN if kind == "rnn" else LSTM)(n, m, num_layers=layers, bias=bias, rng=rng)
+    model = LAYERS[kind](n, m, num_layers=layers, bias=bias, rng=rng)
     actual = {}
     for name, p in model.named_parameters():
         layer = name.rsplit("_", 1)[1]  # weight_ih_l0 -> l0
         actual[layer] = actual.get(layer, 0) + p.data.size
-    formula = (cx.rnn_params if kind == "rnn" else cx.lstm_params)(n, m, layers, bias)
+    formula = getattr(cx, f"{kind}_params")(n, m, layers, bias)
     assert formula == actual
 
 
@@ -229,23 +232,23 @@ def test_mlp_flops_counted(counting, seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("kind", RECURRENT)
 def test_recurrent_flops_counted(counting, kind, seed):
     rng = np.random.default_rng(400 + seed)
     d, T = int(rng.integers(2, 6)), int(rng.integers(1, 7))
     n, m = _sizes(rng, 1, 20, count=2)
     layers = int(rng.integers(1, 3))
-    module = (RNN if kind == "rnn" else LSTM)(n, m, num_layers=layers, rng=rng)
+    module = LAYERS[kind](n, m, num_layers=layers, rng=rng)
     x = _counted(module, rng.standard_normal((T, d, n)).astype(np.float32))
     # Given initial states: the textbook count, T recurrent products per layer.
     zeros = np.zeros((layers, d, m), np.float32)
     counting[0] = 0
-    out, _ = module(x, zeros if kind == "rnn" else (zeros, zeros))
+    out, _ = module(x, (zeros, zeros) if kind == "lstm" else zeros)
     forward = counting[0]
     module.backward(np.ones_like(out))
     total = counting[0]
-    fwd = (cx.rnn_forward_flops if kind == "rnn" else cx.lstm_forward_flops)(d, T, n, m, layers)
-    training = cx.rnn_training_flops if kind == "rnn" else cx.lstm_training_flops
+    fwd = getattr(cx, f"{kind}_forward_flops")(d, T, n, m, layers)
+    training = getattr(cx, f"{kind}_training_flops")
     assert fwd.gemm == 2 * forward
     assert training(d, T, n, m, layers) == 2 * total
     # No initial states (zero start), with and without their gradient: the first step's products go.
@@ -274,19 +277,22 @@ def test_benchmark_model_flops_counted(counting, model, seed):
     # The recurrent models start from zero states: count what rnnlab runs.
     assert cx.model_forward_flops(model, d, n, m, T, k, zero_start=True).gemm == 2 * forward
     assert cx.model_training_flops(model, d, n, m, T, k, zero_start=True) == 2 * total
-    first_layer_dx = 2 * d * T * n * m * (4 if model == "lstm" else 1)
+    first_layer_dx = 2 * d * T * n * m * GATES.get(model, 1)
     assert cx.model_training_flops(model, d, n, m, T, k, input_grad=False,
                                    zero_start=True) == 2 * total - first_layer_dx
     if model != "mlp":  # the textbook count has the first step's products on top
-        gates = 4 if model == "lstm" else 1
+        gates = GATES[model]
         assert cx.model_training_flops(model, d, n, m, T, k) - 2 * total == 3 * 2 * d * m * gates * m
 
 
 def test_elementwise_terms_scale():
-    """The documented elementwise terms: per step and unit, 4 (RNN) and 21 (LSTM), with bias."""
+    """The documented elementwise terms: per step and unit, 4 (RNN), 21 (LSTM) and 16 (GRU),
+    with bias."""
     assert cx.rnn_forward_flops(3, 5, 7, 11).elementwise == 4 * 3 * 5 * 11
     assert cx.lstm_forward_flops(3, 5, 7, 11).elementwise == 21 * 3 * 5 * 11
     assert cx.lstm_forward_flops(3, 5, 7, 11, bias=False).elementwise == 13 * 3 * 5 * 11
+    assert cx.gru_forward_flops(3, 5, 7, 11).elementwise == 16 * 3 * 5 * 11
+    assert cx.gru_forward_flops(3, 5, 7, 11, bias=False).elementwise == 10 * 3 * 5 * 11
     f = cx.mlp_forward_flops(2, [5, 7, 3])
     assert f.elementwise == 2 * 7 + 2 * 3 + 2 * 7 and f.total == f.gemm + f.elementwise
 
@@ -313,18 +319,18 @@ def _cache_bytes(cache, exclude=()) -> int:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("kind", RECURRENT)
 def test_bptt_minimum_is_below_the_cache(kind, seed):
     """What BPTT must keep is at most what rnnlab's cache keeps (activations and input),
     and the formula is exact in its dtype and linear in d and T."""
     rng = np.random.default_rng(600 + seed)
     d, T, n, m = _sizes(rng, 1, 12, count=4)
     dtype = [np.float32, np.float64][seed % 2]
-    layer = (RNN if kind == "rnn" else LSTM)(n, m, dtype=dtype, rng=rng)
+    layer = LAYERS[kind](n, m, dtype=dtype, rng=rng)
     layer(rng.standard_normal((T, d, n)).astype(dtype))
     (caches, _, _) = layer._cache
     kept = _cache_bytes(caches, exclude=[p.data for p in layer.parameters()])
-    fn = cx.rnn_bptt_memory if kind == "rnn" else cx.lstm_bptt_memory
+    fn = getattr(cx, f"{kind}_bptt_memory")
     minimum = fn(d, T, n, m, dtype)
     assert minimum.bytes == minimum.floats * np.dtype(dtype).itemsize
     assert 0 < minimum.bytes <= kept
@@ -338,4 +344,4 @@ def test_bad_arguments():
     with pytest.raises(ValueError):
         cx.mlp_params([4])
     with pytest.raises(ValueError):
-        cx.model_training_flops("gru", 1, 1, 1, 1, 1)
+        cx.model_training_flops("transformer", 1, 1, 1, 1, 1)

@@ -36,7 +36,7 @@ def test_result_keys_and_shapes(result):
             expected = (adding_baseline_mse() if task == "adding"
                         else copy_baseline_cross_entropy(r["T"], 8, 10))
             assert r["baseline"] == pytest.approx(expected)
-            assert set(r["models"]) == {"lstm", "rnn"}
+            assert set(r["models"]) == {"lstm", "gru", "rnn"}
             for m in r["models"].values():
                 # one entry per logged step: every 3 steps, and the last one
                 assert m["curve"]["steps"] == [3, 6, 7]
@@ -146,6 +146,7 @@ def test_claims_tables_on_the_run(result):
     (table,) = mt.tables(result)
     assert isinstance(table, Table) and len(table.rows) == 4
     assert all(len(row) == len(table.columns) for row in table.rows)
+    assert {"LSTM ratio", "GRU ratio", "RNN ratio"} <= set(table.columns)
 
 
 def test_plots_are_png(result, tmp_path):
@@ -165,6 +166,8 @@ def test_report_survives_a_diverged_model(tmp_path):
     claim = mt.claims(fake)[0]
     assert claim.verdict == "nuanced" and "diverged" in claim.evidence
     assert "diverged" in mt.tables(fake)[0].rows[1]
+    # a result from before the GRU joined (LSTM and RNN only) still reports
+    assert "GRU ratio" not in mt.tables(fake)[0].columns
 
 
 def test_presets_are_plain_json():

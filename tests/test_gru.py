@@ -153,6 +153,26 @@ def test_state_dict_round_trip_with_torch(torch, direction):
     assert_close(h_n, th_n.detach().numpy(), np.float64, "h_n after the transfer")
 
 
+def test_torch_compatible_files_move_both_ways(torch, tmp_path):
+    """save_torch_compatible -> torch, and torch's save_file -> load_torch_file, for the GRU."""
+    from safetensors.torch import load_file, save_file
+    from rnnlab.io import load_torch_file, save_torch_compatible
+    rng = np.random.default_rng(109)
+    ours = nn.GRU(4, 5, num_layers=2, batch_first=True, rng=rng)
+    _randomize_biases(ours, rng)
+    theirs = torch.nn.GRU(4, 5, num_layers=2, batch_first=True)
+    save_torch_compatible(ours, tmp_path / "ours.safetensors")
+    theirs.load_state_dict(load_file(tmp_path / "ours.safetensors"))
+    x = rng.standard_normal((3, 6, 4)).astype(F32)
+    with torch.no_grad():
+        assert_close(ours(x)[0], theirs(torch.from_numpy(x))[0].numpy(), F32, "ours in torch")
+        for p in theirs.parameters():
+            p.uniform_(-0.5, 0.5)
+        save_file(theirs.state_dict(), str(tmp_path / "theirs.safetensors"))
+        load_torch_file(ours, tmp_path / "theirs.safetensors")
+        assert_close(ours(x)[0], theirs(torch.from_numpy(x))[0].numpy(), F32, "torch's in ours")
+
+
 def test_init_matches_torch_distribution():
     """Every parameter, 3H rows, lies in U(-1/√H, 1/√H) and fills most of that range."""
     H = 64
@@ -220,6 +240,59 @@ def test_parameter_gradients_accumulate(backend):
     layer.backward(g)
     for a, p in zip(once, layer.parameters()):
         np.testing.assert_allclose(p.grad, 2 * a, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("N,H", [(1, 32), (4, 16), (8, 32), (3, 7)])
+def test_compiled_loops_equal_the_reference(N, H):
+    """The numba whole loop (steps of up to 256 units) against the NumPy reference, in both
+    directions, with and without a start state, bias and output gradient."""
+    from rnnlab.functional import _loops_numba, _loops_numpy, gru
+    from rnnlab.functional.backend import numba_available, use_backend
+    if not numba_available():
+        pytest.skip("the compiled loops need numba")
+    with use_backend("numba"):
+        assert gru._gru_loops(N, H) is _loops_numba
+    rng = np.random.default_rng(103 + N + H)
+    T, I = 6, 5
+    for trial, (reverse, give_h0, bias, give_grad) in enumerate(
+            [(False, True, True, True), (True, False, True, True), (False, False, False, False),
+             (True, True, False, True)]):
+        w_ih, w_hh = 0.5 * rng.standard_normal((3 * H, I)), 0.5 * rng.standard_normal((3 * H, H))
+        b_ih, b_hh = (rng.standard_normal(3 * H), rng.standard_normal(3 * H)) if bias else (None,) * 2
+        x, h0 = rng.standard_normal((T, N, I)), rng.standard_normal((N, H)) if give_h0 else None
+        g, g_h = rng.standard_normal((T, N, H)) if give_grad else None, rng.standard_normal((N, H))
+        results = []
+        for loops in (_loops_numpy, _loops_numba):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(gru, "_gru_loops", lambda n, h: loops)
+                (out, h_n), cache = gru.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
+                results.append([out.copy(), h_n.copy()])
+                grad_x, grad_h0, grads = gru.gru_backward(cache, g, g_h)
+            results[-1] += [grad_x, grad_h0] + [a for a in grads if a is not None]
+        assert len(results[1]) == (8 if bias else 6)
+        for want, got in zip(*results):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=f"trial {trial}")
+
+
+def test_backward_runs_with_the_loops_of_its_forward(backend):
+    """Changing the backend between forward and backward changes nothing."""
+    from rnnlab.functional.backend import BACKENDS, numba_available, use_backend
+    rng = np.random.default_rng(107)
+    layer = nn.GRU(3, 5, num_layers=2, bidirectional=True, dtype=np.float64, rng=rng)
+    _randomize_biases(layer, rng)
+    x, g = rng.standard_normal((4, 3, 3)), rng.standard_normal((4, 3, 10))
+    layer.zero_grad()
+    layer(x)
+    expected = layer.backward(g)[0], [p.grad.copy() for p in layer.parameters()]
+    others = [b for b in BACKENDS if b not in ("auto", backend)] if numba_available() else []
+    for other in others:
+        layer.zero_grad()
+        layer(x)
+        with use_backend(other):
+            grad_x = layer.backward(g)[0]
+        np.testing.assert_allclose(grad_x, expected[0], rtol=1e-13, atol=1e-15, err_msg=other)
+        for p, want in zip(layer.parameters(), expected[1]):
+            np.testing.assert_allclose(p.grad, want, rtol=1e-13, atol=1e-15, err_msg=other)
 
 
 # ------------------------------------------------------------------ bad input

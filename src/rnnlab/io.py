@@ -32,7 +32,7 @@ names (rnnlab's parameter names are torch's), so that::
 
     torch_module.load_state_dict(safetensors.torch.load_file(path))
 
-works for ``torch.nn.Linear``, ``RNN``, ``LSTM`` and a ``Sequential`` of them,
+works for ``torch.nn.Linear``, ``RNN``, ``LSTM``, ``GRU`` and a ``Sequential`` of them,
 and a file written by ``safetensors.torch.save_file(torch_module.state_dict())``
 loads into the equal rnnlab module.
 

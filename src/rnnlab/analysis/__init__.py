@@ -1,10 +1,14 @@
-"""Analysis: analytic complexity of the three networks (and, later, empirical fits,
+"""Analysis: analytic complexity of the networks (and, later, empirical fits,
 gradient flow and memory studies)."""
 
 from .complexity import (
     MODELS,
     Flops,
     Memory,
+    gru_bptt_memory,
+    gru_forward_flops,
+    gru_params,
+    gru_training_flops,
     linear_forward_flops,
     linear_params,
     lstm_bptt_memory,
@@ -27,9 +31,10 @@ from .complexity import (
 
 __all__ = [
     "MODELS", "Flops", "Memory",
-    "linear_params", "mlp_params", "rnn_params", "lstm_params",
+    "linear_params", "mlp_params", "rnn_params", "lstm_params", "gru_params",
     "linear_forward_flops", "mlp_forward_flops", "rnn_forward_flops", "lstm_forward_flops",
-    "mlp_training_flops", "rnn_training_flops", "lstm_training_flops",
-    "mlp_activation_memory", "rnn_bptt_memory", "lstm_bptt_memory",
+    "gru_forward_flops",
+    "mlp_training_flops", "rnn_training_flops", "lstm_training_flops", "gru_training_flops",
+    "mlp_activation_memory", "rnn_bptt_memory", "lstm_bptt_memory", "gru_bptt_memory",
     "model_params", "model_forward_flops", "model_training_flops", "model_bptt_memory",
 ]

@@ -1,10 +1,10 @@
-"""Analytic cost of the MLP, the Elman RNN and the LSTM: parameters, FLOPs, BPTT memory.
+"""Analytic cost of the MLP, the Elman RNN, the LSTM and the GRU: parameters, FLOPs, BPTT memory.
 
 Notation (the letters of the benchmark grid):
 
     d  batch size                 n  input features per step
     m  hidden units               T  time steps
-    k  outputs of the Linear head G  gate blocks: 1 for the RNN, 4 for the LSTM
+    k  outputs of the Linear head G  gate blocks: 1 for the RNN, 4 for the LSTM, 3 for the GRU
 
 Conventions:
 
@@ -35,7 +35,8 @@ The benchmark models (:func:`model_params` and friends):
 
 - ``"mlp"``: the flattened sequence, Linear(T·n, m) → σ → Linear(m, k);
 - ``"rnn"``: RNN(n, m) (tanh, 1 layer) → Linear(m, k) on the last hidden state;
-- ``"lstm"``: LSTM(n, m) (1 layer) → Linear(m, k) on the last hidden state.
+- ``"lstm"``: LSTM(n, m) (1 layer) → Linear(m, k) on the last hidden state;
+- ``"gru"``: GRU(n, m) (1 layer) → Linear(m, k) on the last hidden state.
 """
 
 from __future__ import annotations
@@ -47,14 +48,16 @@ import numpy as np
 
 __all__ = [
     "Flops", "Memory", "MODELS",
-    "linear_params", "mlp_params", "rnn_params", "lstm_params",
+    "linear_params", "mlp_params", "rnn_params", "lstm_params", "gru_params",
     "linear_forward_flops", "mlp_forward_flops", "rnn_forward_flops", "lstm_forward_flops",
-    "mlp_training_flops", "rnn_training_flops", "lstm_training_flops",
-    "mlp_activation_memory", "rnn_bptt_memory", "lstm_bptt_memory",
+    "gru_forward_flops",
+    "mlp_training_flops", "rnn_training_flops", "lstm_training_flops", "gru_training_flops",
+    "mlp_activation_memory", "rnn_bptt_memory", "lstm_bptt_memory", "gru_bptt_memory",
     "model_params", "model_forward_flops", "model_training_flops", "model_bptt_memory",
 ]
 
-MODELS = ("mlp", "rnn", "lstm")
+MODELS = ("mlp", "rnn", "lstm", "gru")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # gate blocks G of each recurrent model
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,16 @@ def lstm_params(input_size: int, hidden_size: int, num_layers: int = 1,
     return _recurrent_params(4, input_size, hidden_size, num_layers, bias)
 
 
+def gru_params(input_size: int, hidden_size: int, num_layers: int = 1,
+               bias: bool = True) -> dict[str, int]:
+    """Parameters per layer of ``GRU``, keyed "l0", "l1", ...
+
+    Layer l: ``3m·i + 3m·m + 6m`` = 3·(i·m + m² + 2m) with i = n for l = 0 and
+    i = m after (W_ih (3m, i), W_hh (3m, m), b_ih and b_hh (3m,) each).
+    """
+    return _recurrent_params(3, input_size, hidden_size, num_layers, bias)
+
+
 # ------------------------------------------------------------------ FLOPs
 
 
@@ -207,6 +220,18 @@ def lstm_forward_flops(d: int, T: int, input_size: int, hidden_size: int, num_la
     (the 8 bias FLOPs drop without bias).
     """
     return _recurrent_forward(4, 4 + 4 + 5, d, T, input_size, hidden_size, num_layers, bias)
+
+
+def gru_forward_flops(d: int, T: int, input_size: int, hidden_size: int, num_layers: int = 1,
+                      bias: bool = True) -> Flops:
+    """GRU over T steps, per layer l (input i = n for l = 0, m after).
+
+    gemm = 2·T·d·i·3m (x W_ihᵀ) + 2·T·d·m·3m (h_{t-1} W_hhᵀ);
+    elementwise = T·d·m·(6 + 2 + 2 + 3 + 3): both biases over 3m, adding the recurrent
+    term of r and z, σ of r and z, n = tanh(gx_n + r ⊙ gh_n) (3), and
+    h = n + z ⊙ (h_{t-1} - n) (3) (the 6 bias FLOPs drop without bias).
+    """
+    return _recurrent_forward(3, 2 + 2 + 3 + 3, d, T, input_size, hidden_size, num_layers, bias)
 
 
 def mlp_training_flops(d: int, sizes: Sequence[int], input_grad: bool = True) -> int:
@@ -277,6 +302,20 @@ def lstm_training_flops(d: int, T: int, input_size: int, hidden_size: int, num_l
                                num_layers, input_grad, zero_start, state_grad)
 
 
+def gru_training_flops(d: int, T: int, input_size: int, hidden_size: int, num_layers: int = 1,
+                       input_grad: bool = True, zero_start: bool = False,
+                       state_grad: bool = True) -> int:
+    """GEMM FLOPs of forward + BPTT of the GRU.
+
+    = 3 · :func:`gru_forward_flops`.gemm, the three gates fused: per layer
+    dW_ih, dX (2·T·d·i·3m each), dW_hh, dh_{t-1} (2·T·d·m·3m each).
+    ``input_grad=False`` drops the first layer's dX, 2·T·d·n·3m; ``zero_start``
+    and ``state_grad`` as in :func:`rnn_training_flops`, with 3m gate rows.
+    """
+    return _recurrent_training(gru_forward_flops, 3, d, T, input_size, hidden_size,
+                               num_layers, input_grad, zero_start, state_grad)
+
+
 # ------------------------------------------------------------------ memory
 
 
@@ -318,7 +357,29 @@ def lstm_bptt_memory(d: int, T: int, input_size: int, hidden_size: int,
     return Memory(T * d * (4 * m + m + m) + T * d * input_size, _itemsize(dtype))
 
 
+def gru_bptt_memory(d: int, T: int, input_size: int, hidden_size: int,
+                    dtype=np.float32) -> Memory:
+    """The minimum one GRU layer keeps for BPTT: r, z, n, h_{t-1} W_hnᵀ + b_hn and h of
+    every step, and the input.
+
+    floats = T·d·(3m + m + m) + T·d·n. dr needs the recurrent part of n (it sits
+    inside r ⊙ (...)), dz and dW_hh need h_{t-1}. (rnnlab keeps the whole recurrent
+    pre-activation, 3m, so that its gradient can overwrite it: 2m more per step.)
+    """
+    _positive(d=d, T=T, input_size=input_size, hidden_size=hidden_size)
+    m = hidden_size
+    return Memory(T * d * (3 * m + m + m) + T * d * input_size, _itemsize(dtype))
+
+
 # ------------------------------------------------------------------ benchmark models
+
+
+# per recurrent model: its params, forward FLOPs, training FLOPs and BPTT memory
+_RECURRENT = {
+    "rnn": (rnn_params, rnn_forward_flops, rnn_training_flops, rnn_bptt_memory),
+    "lstm": (lstm_params, lstm_forward_flops, lstm_training_flops, lstm_bptt_memory),
+    "gru": (gru_params, gru_forward_flops, gru_training_flops, gru_bptt_memory),
+}
 
 
 def _check_model(model):
@@ -335,12 +396,13 @@ def model_params(model: str, n: int, m: int, T: int, k: int) -> dict[str, int]:
 
     "mlp": {"0": m·T·n + m, "2": k·m + k};
     "rnn": {"body": m·n + m·m + 2m, "head": k·m + k};
-    "lstm": {"body": 4m·n + 4m·m + 8m, "head": k·m + k}.
+    "lstm": {"body": 4m·n + 4m·m + 8m, "head": k·m + k};
+    "gru": {"body": 3m·n + 3m·m + 6m, "head": k·m + k}.
     """
     _check_model(model)
     if model == "mlp":
         return mlp_params(_mlp_sizes(n, m, T, k))
-    layer = (rnn_params if model == "rnn" else lstm_params)(n, m)["l0"]
+    layer = _RECURRENT[model][0](n, m)["l0"]
     return {"body": layer, "head": linear_params(m, k)}
 
 
@@ -354,10 +416,9 @@ def model_forward_flops(model: str, d: int, n: int, m: int, T: int, k: int,
     _check_model(model)
     if model == "mlp":
         return mlp_forward_flops(d, _mlp_sizes(n, m, T, k))
-    body = (rnn_forward_flops if model == "rnn" else lstm_forward_flops)(d, T, n, m)
+    body = _RECURRENT[model][1](d, T, n, m)
     if zero_start:
-        gates = 4 if model == "lstm" else 1
-        body = Flops(body.gemm - _one_recurrent_product(gates, d, m), body.elementwise)
+        body = Flops(body.gemm - _one_recurrent_product(GATES[model], d, m), body.elementwise)
     return body + linear_forward_flops(d, m, k)
 
 
@@ -374,7 +435,7 @@ def model_training_flops(model: str, d: int, n: int, m: int, T: int, k: int,
     _check_model(model)
     if model == "mlp":
         return mlp_training_flops(d, _mlp_sizes(n, m, T, k), input_grad)
-    body = (rnn_training_flops if model == "rnn" else lstm_training_flops)(
+    body = _RECURRENT[model][2](
         d, T, n, m, input_grad=input_grad, zero_start=zero_start, state_grad=not zero_start)
     return body + 3 * linear_forward_flops(d, m, k).gemm
 
@@ -382,10 +443,10 @@ def model_training_flops(model: str, d: int, n: int, m: int, T: int, k: int,
 def model_bptt_memory(model: str, d: int, n: int, m: int, T: int, dtype=np.float32) -> Memory:
     """The minimum a training step of a benchmark model must keep for its backward.
 
-    "mlp": d·T·n + d·m; "rnn": T·d·m + T·d·n; "lstm": T·d·6m + T·d·n
-    (the head's input is h_T, already counted).
+    "mlp": d·T·n + d·m; "rnn": T·d·m + T·d·n; "lstm": T·d·6m + T·d·n;
+    "gru": T·d·5m + T·d·n (the head's input is h_T, already counted).
     """
     _check_model(model)
     if model == "mlp":
         return mlp_activation_memory(d, [T * n, m, 1], dtype)
-    return (rnn_bptt_memory if model == "rnn" else lstm_bptt_memory)(d, T, n, m, dtype)
+    return _RECURRENT[model][3](d, T, n, m, dtype)

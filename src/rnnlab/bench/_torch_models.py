@@ -7,13 +7,13 @@ from torch import nn
 
 
 class TorchSequenceRegressor(nn.Module):
-    """torch.nn.RNN or LSTM (1 layer) and a Linear head on h_n: the twin of
+    """torch.nn.RNN, LSTM or GRU (1 layer) and a Linear head on h_n: the twin of
     :class:`rnnlab.bench.models.SequenceRegressor`, with the same state_dict keys."""
 
     def __init__(self, mode: str, n: int, m: int, k: int):
         super().__init__()
         self.lstm = mode == "lstm"
-        self.body = (nn.LSTM if self.lstm else nn.RNN)(n, m)
+        self.body = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[mode](n, m)
         self.head = nn.Linear(m, k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

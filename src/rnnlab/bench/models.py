@@ -5,7 +5,8 @@ outputs k. The three models (see :mod:`rnnlab.analysis.complexity`):
 
 - ``"mlp"``: the flattened sequence (d, T·n) → Linear(T·n, m) → σ → Linear(m, k);
 - ``"rnn"``: RNN(n, m) (tanh, 1 layer) → Linear(m, k) on the last hidden state;
-- ``"lstm"``: LSTM(n, m) (1 layer) → Linear(m, k) on the last hidden state.
+- ``"lstm"``: LSTM(n, m) (1 layer) → Linear(m, k) on the last hidden state;
+- ``"gru"``: GRU(n, m) (1 layer) → Linear(m, k) on the last hidden state.
 
 Every model is trained with the MSE loss and SGD. One training step is::
 
@@ -75,13 +76,13 @@ class Point:
 
 def SequenceRegressor(mode: str, n: int, m: int, k: int, *, dtype=np.float32, rng=None):
     """The benchmark's recurrent model: :class:`rnnlab.models.SequenceModel` with one
-    RNN (tanh) or LSTM layer and a Linear head on the last hidden state.
+    RNN (tanh), LSTM or GRU layer and a Linear head on the last hidden state.
 
     Shape: x (T, d, n) -> prediction (d, k). Its state_dict keys ("body.weight_ih_l0",
     ..., "head.weight", "head.bias") are those of the torch twin built by :func:`build_torch`.
     """
-    if mode not in ("rnn", "lstm"):
-        raise ValueError(f"mode must be 'rnn' or 'lstm', got {mode!r}")
+    if mode not in ("rnn", "lstm", "gru"):
+        raise ValueError(f"mode must be 'rnn', 'lstm' or 'gru', got {mode!r}")
     return SequenceModel(mode, n, m, k, dtype=dtype, rng=rng)
 
 

@@ -60,7 +60,7 @@ class BenchConfig:
 
     Attributes:
         grid: "tiny", "small" or "full" (see :mod:`rnnlab.bench.grid`).
-        models: which of "mlp", "rnn", "lstm".
+        models: which of "mlp", "rnn", "lstm", "gru".
         vs: "torch" (time torch too, interleaved) or "none" (rnnlab alone).
         threads: BLAS threads for NumPy and ``torch.set_num_threads``.
         budget: seconds of timed rounds per point (None: the grid's default).

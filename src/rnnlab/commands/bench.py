@@ -9,9 +9,9 @@ from pathlib import Path
 from ..functional.backend import BACKENDS
 from . import CommandError
 
-HELP = "time one training step of the MLP, RNN and LSTM against torch, or trace its memory"
+HELP = "time one training step of the MLP, RNN, LSTM and GRU against torch, or trace its memory"
 
-_MODELS = ("mlp", "rnn", "lstm")
+_MODELS = ("mlp", "rnn", "lstm", "gru")
 
 
 def _positive_int(text: str) -> int:
@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="grid of (d, n, m, T) points: tiny (tests, seconds), small "
                              "(under a minute), full (3·2·3·3 points per model) [small]")
     parser.add_argument("--models", type=_models, default=_MODELS, metavar="LIST",
-                        help="comma-separated models among mlp,rnn,lstm [all]")
+                        help="comma-separated models among mlp,rnn,lstm,gru [all]")
     parser.add_argument("--vs", choices=("torch", "none"), default=None,
                         help="time torch too, interleaved, or rnnlab alone "
                              "[torch when it imports, else none]")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import CommandError
 
-HELP = "train an MLP, RNN or LSTM on a task, with checkpoints, exact resume and Ctrl-C"
+HELP = "train an MLP, RNN, LSTM or GRU on a task, with checkpoints, exact resume and Ctrl-C"
 
 EXIT_DIVERGED = 3
 EXIT_INTERRUPTED = 130

@@ -1,4 +1,4 @@
-"""Long-term memory: the adding problem and copy memory, the LSTM against the tanh RNN.
+"""Long-term memory: the adding problem and copy memory, the LSTM and the GRU against the tanh RNN.
 
 Both tasks put the information a model needs far from the step where it needs
 it (see :mod:`rnnlab.data.tasks` for the definitions and the baselines):
@@ -9,7 +9,7 @@ it (see :mod:`rnnlab.data.tasks` for the definitions and the baselines):
   then the 10 symbols to recall; a memoryless model scores the cross-entropy
   10 ln 8 / (T + 20) per step.
 
-For every task and every delay T, the LSTM and the tanh RNN get the same
+For every task and every delay T, the LSTM, the GRU and the tanh RNN get the same
 budget: same hidden size, batch, number of steps, Adam learning rate, gradient
 clipping, and the same minibatches in the same order. Measured: the training
 loss along the way (a learning curve, averaged over ``log_every`` steps) and
@@ -35,9 +35,10 @@ from ..optim import Adam, clip_grad_norm_
 from .base import Claim, Table, plt
 
 NAME = "memory_tasks"
-TITLE = "Long-term memory: adding problem and copy memory, LSTM against the tanh RNN"
-KINDS = ("lstm", "rnn")
-LABELS = {"lstm": "LSTM", "rnn": "RNN (tanh)"}
+TITLE = "Long-term memory: adding problem and copy memory, LSTM and GRU against the tanh RNN"
+KINDS = ("lstm", "gru", "rnn")
+LABELS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN (tanh)"}
+SHORT = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}  # table headers
 TASKS = ("adding", "copy")
 TASK_LABELS = {"adding": "adding problem", "copy": "copy memory"}
 
@@ -174,7 +175,8 @@ def recall_accuracy(model, batch, length):
 
 
 def train_pair(task, T, config, seeds, progress):
-    """Train the LSTM and the tanh RNN on one task and delay with the same budget and batches."""
+    """Train the LSTM, the GRU and the tanh RNN on one task and delay with the same budget
+    and batches."""
     spec = task_spec(task, T, config)
     eval_batch = spec["make_batch"](config["eval_batch"], np.random.default_rng(seeds["eval"]))
     out = {"T": T, "baseline": spec["baseline"], "metric": spec["metric"], "models": {}}
@@ -182,7 +184,7 @@ def train_pair(task, T, config, seeds, progress):
         model = SequenceModel(kind, spec["input_size"], config["hidden"], spec["output_size"],
                               every_step=spec["every_step"], activation="tanh",
                               rng=np.random.default_rng(seeds["init"]))
-        data_rng = np.random.default_rng(seeds["data"])  # same minibatches for both models
+        data_rng = np.random.default_rng(seeds["data"])  # same minibatches for every model
         run = fit(model, lambda: spec["make_batch"](config["batch"], data_rng), spec["loss_fn"],
                   Adam(model.parameters(), lr=config["lr"]), config["steps"],
                   max_norm=config["max_norm"], log_every=config["log_every"], progress=progress,
@@ -200,7 +202,7 @@ def train_pair(task, T, config, seeds, progress):
 
 
 def run(config, *, rng, progress):
-    """Train both models on every task and delay of ``config``; see the module docstring."""
+    """Train every model on every task and delay of ``config``; see the module docstring."""
     start = time.perf_counter()
     runs = {}
     with threadpool_limits(limits=config.get("blas_threads", 1), user_api="blas"):
@@ -266,24 +268,35 @@ def claims(result):
     return out
 
 
+def _kinds(result):
+    """The models of KINDS that every run of ``result`` holds (a result from before the GRU
+    joined has only the LSTM and the RNN)."""
+    runs = [r for task_runs in result["runs"].values() for r in task_runs]
+    return [k for k in KINDS if all(k in r["models"] for r in runs)]
+
+
 def tables(result):
     rows = []
+    kinds = _kinds(result)
     for task, runs in result["runs"].items():
         for r in runs:
             row = [TASK_LABELS.get(task, task), r["T"], r["metric"], f"{r['baseline']:.4f}"]
-            for kind in KINDS:
+            for kind in kinds:
                 m = r["models"][kind]
                 row += ["diverged" if m["final_loss"] is None else f"{m['final_loss']:.4f}",
                         _ratio_text(m["ratio"])]
             row.append(" / ".join(f"{r['models'][k]['recall_accuracy']:.2f}"
-                                  if "recall_accuracy" in r["models"][k] else "–" for k in KINDS))
+                                  if "recall_accuracy" in r["models"][k] else "–" for k in kinds))
             rows.append(row)
     c = result["config"]
     title = (f"Final held-out loss against the memoryless baseline (ratio: 1 = remembers nothing); "
              f"hidden {c['hidden']}, batch {c['batch']}, {c['steps']} Adam steps (lr {c['lr']}), "
              f"clip {c['max_norm']}")
-    return [Table(title, ["task", "T", "loss", "baseline", "LSTM loss", "LSTM ratio", "RNN loss",
-                          "RNN ratio", "recall acc. LSTM / RNN"], rows)]
+    header = ["task", "T", "loss", "baseline"]
+    for kind in kinds:
+        header += [f"{SHORT[kind]} loss", f"{SHORT[kind]} ratio"]
+    header.append("recall acc. " + " / ".join(SHORT[k] for k in kinds))
+    return [Table(title, header, rows)]
 
 
 def plots(result, out_dir):
@@ -292,7 +305,8 @@ def plots(result, out_dir):
     n_cols = max(len(result["runs"][t]) for t in tasks)
     fig, axes = pyplot.subplots(len(tasks), n_cols, figsize=(3.4 * n_cols, 2.9 * len(tasks)),
                                 squeeze=False)
-    colors = {"lstm": "C0", "rnn": "C3"}
+    colors = {"lstm": "C0", "gru": "C2", "rnn": "C3"}
+    kinds = _kinds(result)
     for row, task in enumerate(tasks):
         for col in range(n_cols):
             ax = axes[row][col]
@@ -301,7 +315,7 @@ def plots(result, out_dir):
                 continue
             r = result["runs"][task][col]
             values = [r["baseline"]]
-            for kind in KINDS:
+            for kind in kinds:
                 curve = r["models"][kind]["curve"]
                 pts = [(s, v) for s, v in zip(curve["steps"], curve["loss"]) if v is not None]
                 if pts:
@@ -325,7 +339,7 @@ def plots(result, out_dir):
     fig, axes = pyplot.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.3), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         runs = result["runs"][task]
-        for kind in KINDS:
+        for kind in kinds:
             pts = [(r["T"], r["models"][kind]["ratio"]) for r in runs
                    if r["models"][kind]["ratio"] is not None]
             if pts:

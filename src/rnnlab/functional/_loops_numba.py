@@ -179,3 +179,115 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
                        last_dh=True):
     grad_output, has = _grad_or_dummy(grad_output, gates)
     _lstm_backward(gates, c_states, tanh_c, weight_hh, grad_output, has, dh, dc, reverse, last_dh)
+
+
+# --------------------------------------------------------------------------- GRU
+
+
+@_jit
+def gru_gates_forward(g, gh, bias_hh, h_prev, h_out):
+    """One GRU step after its recurrent product, fused: equations in rnnlab.functional.gru.
+
+    g (N, 3H) holds gx_t and becomes [r z n]_t; gh (N, 3H) holds h_{t-1} W_hhᵀ and
+    becomes gh_t (+ b_hh, (3H,), zeros without bias); h_out (N, H) receives h_t.
+    """
+    N, G = g.shape
+    H = G // 3
+    for n in range(N):
+        for j in range(H):
+            gh_r = gh[n, j] + bias_hh[j]
+            gh_z = gh[n, H + j] + bias_hh[H + j]
+            gh_n = gh[n, 2 * H + j] + bias_hh[2 * H + j]
+            r = 1 / (1 + math.exp(-(g[n, j] + gh_r)))
+            z = 1 / (1 + math.exp(-(g[n, H + j] + gh_z)))
+            c = math.tanh(g[n, 2 * H + j] + r * gh_n)
+            g[n, j] = r
+            g[n, H + j] = z
+            g[n, 2 * H + j] = c
+            gh[n, j] = gh_r
+            gh[n, H + j] = gh_z
+            gh[n, 2 * H + j] = gh_n
+            h_out[n, j] = c + z * (h_prev[n, j] - c)
+
+
+@_jit
+def gru_gates_backward(g, gh, h_prev, grad_out, has_grad_out, dh):
+    """One GRU step of BPTT before its dh product, fused: equations in rnnlab.functional.gru.
+
+    g (N, 3H) = [r z n]_t becomes dL/dgx_t; gh (N, 3H) = gh_t becomes dL/dgh_t;
+    dh (N, H) enters as dL/dh_t from step t+1 (grad_out (N, H) is added when
+    ``has_grad_out``) and leaves as dh_t ⊙ z_t, the direct path to h_{t-1}.
+    """
+    N, G = g.shape
+    H = G // 3
+    for n in range(N):
+        for j in range(H):
+            d = dh[n, j] + grad_out[n, j] if has_grad_out else dh[n, j]
+            r = g[n, j]
+            z = g[n, H + j]
+            c = g[n, 2 * H + j]
+            d_gx_n = d * (1 - z) * (1 - c * c)
+            d_r = d_gx_n * gh[n, 2 * H + j] * r * (1 - r)
+            d_z = d * (h_prev[n, j] - c) * z * (1 - z)
+            g[n, j] = d_r
+            g[n, H + j] = d_z
+            g[n, 2 * H + j] = d_gx_n
+            gh[n, j] = d_r
+            gh[n, H + j] = d_z
+            gh[n, 2 * H + j] = d_gx_n * r
+            dh[n, j] = d * z
+
+
+@_jit
+def _matmul_add_into(a, b, out):
+    """out (N, K) += a (N, J) · b (J, K), b C-contiguous (an axpy per row, as _matmul_into)."""
+    N, J = a.shape
+    K = b.shape[1]
+    for n in range(N):
+        for j in range(J):
+            a_nj = a[n, j]
+            for k in range(K):
+                out[n, k] += a_nj * b[j, k]
+
+
+@_jit
+def _gru_forward(gates, gh, states, weight_hh_t, bias_hh, reverse, zero_start):
+    T = gates.shape[0]
+    for step in range(T):
+        t = T - 1 - step if reverse else step
+        prev, cur = (t + 1, t) if reverse else (t, t + 1)
+        if step > 0 or not zero_start:
+            _matmul_into(states[prev], weight_hh_t, gh[t])  # (N, 3H)
+        else:
+            gh[t][:] = 0
+        gru_gates_forward(gates[t], gh[t], bias_hh, states[prev], states[cur])
+
+
+@_jit
+def _gru_backward(gates, gh, states, weight_hh, grad_output, has_grad_output, dh, reverse,
+                  last_dh):
+    T = gates.shape[0]
+    for step in range(T):
+        t = step if reverse else T - 1 - step  # BPTT runs the sweep backwards
+        prev = t + 1 if reverse else t
+        gru_gates_backward(gates[t], gh[t], states[prev],
+                           grad_output[t] if has_grad_output else grad_output[0],
+                           has_grad_output, dh)
+        if last_dh or step < T - 1:
+            _matmul_add_into(gh[t], weight_hh, dh)  # dh_{t-1} = dh_t ⊙ z_t + dgh_t W_hh
+
+
+def bias_or_zeros(bias_hh, gates):
+    """b_hh, or zeros (3H,) of the gates' dtype without bias: the kernels always add one."""
+    return np.zeros(gates.shape[-1], dtype=gates.dtype) if bias_hh is None else bias_hh
+
+
+def gru_forward_loop(gates, gh, states, weight_hh, bias_hh, reverse, zero_start=False):
+    _gru_forward(gates, gh, states, np.ascontiguousarray(weight_hh.T),
+                 bias_or_zeros(bias_hh, gates), reverse, zero_start)
+
+
+def gru_backward_loop(gates, gh, states, weight_hh, grad_output, dh, reverse, last_dh=True):
+    grad_output, has = _grad_or_dummy(grad_output, gates)
+    _gru_backward(gates, gh, states, np.ascontiguousarray(weight_hh), grad_output, has, dh,
+                  reverse, last_dh)

@@ -24,7 +24,13 @@ from .recurrent import (_NO_OVERWRITE, _check_dtypes, _input_projection, _loops,
 
 
 def _gru_loops(batch, hidden):
-    """The backend's GRU loops for a step of this size, or NumPy's where it has none."""
+    """The backend's GRU loops for a step of this size, or NumPy's where it has none.
+
+    The numba whole loop runs small steps (see backend.py). There are no "fused" GRU
+    loops: a compiled pass per step, with scalar exp and tanh, was slower than NumPy's
+    SIMD ufuncs at the sizes where the backend picks "fused" (one thread, 32-256 × 128-512:
+    1.1-1.8× the reference's time), so large steps run the reference.
+    """
     loops = _loops(batch, hidden)
     return loops if hasattr(loops, "gru_forward_loop") else _loops_numpy
 
