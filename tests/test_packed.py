@@ -13,6 +13,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnnlab import nn
 from rnnlab.functional.packed_cells import LSTMStep
@@ -255,6 +257,35 @@ def test_pad_sequence_and_pack_sequence_match_torch(torch, batch_first, side):
     ordered = sorted(seqs, key=len, reverse=True)
     np.testing.assert_array_equal(
         pack_sequence(ordered).data, trnn.pack_sequence([torch.tensor(s) for s in ordered]).data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 7), st.booleans(), st.booleans(), st.data())
+def test_pad_of_pack_keeps_every_entry_within_its_length(T, N, batch_first, enforce_sorted, data):
+    lengths = np.array(data.draw(st.lists(st.integers(1, T), min_size=N, max_size=N)))
+    if enforce_sorted:
+        lengths = np.sort(lengths)[::-1].copy()
+    x = np.arange(T * N * 2, dtype=np.float64).reshape((N, T, 2) if batch_first else (T, N, 2))
+    packed = pack_padded_sequence(x, lengths, batch_first, enforce_sorted)
+    assert packed.data.shape == (lengths.sum(), 2)
+    padded, out_lengths = pad_packed_sequence(packed, batch_first, -1.0, T)
+    np.testing.assert_array_equal(out_lengths, lengths)
+    inside = np.arange(T)[None, :] < lengths[:, None]  # (N, T)
+    if not batch_first:
+        inside = inside.T
+    np.testing.assert_array_equal(padded[inside], x[inside])
+    assert np.all(padded[~inside] == -1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-3, 9), min_size=3, max_size=3))
+def test_any_length_outside_1_to_T_is_named(lengths):
+    bad = [v for v in lengths if not 1 <= v <= 5]
+    if not bad:
+        pack_padded_sequence(_x(), lengths, enforce_sorted=False)
+        return
+    with pytest.raises(ValueError, match=rf"expected every length in \[1, 5\] .*, got {bad[0]} "):
+        pack_padded_sequence(_x(), lengths, enforce_sorted=False)
 
 
 # ------------------------------------------------------------------ bad input
