@@ -390,3 +390,13 @@ def test_benchmark_packed_step_trains_as_the_padded_one_at_full_length(model):
     assert losses[0][0] != losses[2][0]  # the updates changed the weights
     shorter = _training_step(config, x, np.array([6, 1, 3, 6, 2]), y, packed=True)
     assert abs(shorter() - losses[0][1]) > 1e-3 * abs(losses[0][1])
+
+
+def test_cli_bench_packed_user_errors(capsys, tmp_path):
+    from rnnlab.cli import main
+
+    assert main(["bench", "--packed", "--memory", "--out", str(tmp_path)]) == 2
+    assert "--packed times a step and --memory traces one" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["bench", "--packed", "--out", str(tmp_path / "file" / "x")]) == 2
+    assert "cannot create the output folder" in capsys.readouterr().err

@@ -192,6 +192,8 @@ def _run_packed(args, console) -> int:
     from ..bench import backend
     from ..bench.packed import PackedConfig, packed_markdown, run_packed_vs_padded
 
+    if args.memory:
+        raise CommandError("--packed times a step and --memory traces one: choose one")
     try:
         config = PackedConfig(threads=args.threads, budget=args.budget or 20.0,
                               warmup=args.warmup, min_repeats=args.min_repeats or 5,
