@@ -5,7 +5,8 @@ packed batch and hands each step's rows to a cell object from this module.
 A cell owns its equations (the same as :mod:`rnnlab.functional.recurrent`'s,
 where they are derived) and the buffers they need; the sweep owns which rows
 are active, where each row's previous state lives, and the GEMMs over all
-rows. A new cell is a new class with the five methods of :class:`Cell`.
+rows. A new cell is a subclass of :class:`Cell` that fills in its methods
+(the GRU's, a third cell, came that way).
 
 Every step works on views of b rows (the active prefix) of buffers allocated
 once per sweep, with in-place NumPy calls: no allocation inside the loop.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._loops_numpy import _sigmoid_
+from .recurrent import _bias_sum
 
 __all__ = ["Cell", "RNNStep", "LSTMStep", "GRUStep", "cell_for"]
 
@@ -33,7 +35,7 @@ class Cell:
 
     def input_bias(self, bias_ih, bias_hh):
         """The bias added once to the input projection X W_ihᵀ (G·H,), or None."""
-        return bias_ih if bias_hh is None else bias_hh if bias_ih is None else bias_ih + bias_hh
+        return _bias_sum(bias_ih, bias_hh)
 
     def row_scale(self, H: int, dtype):
         """(G·H,) factors for the rows of W_ih, W_hh and the input bias in the forward, or None:
