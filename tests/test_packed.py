@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnnlab import nn
+from rnnlab.functional.backend import numba_available, use_backend
 from rnnlab.functional.packed_cells import LSTMStep
 from rnnlab.functional.packed_recurrent import packed_backward, packed_forward
 from rnnlab.nn.utils.rnn import (PackedSequence, pack_padded_sequence, pack_sequence,
@@ -123,19 +124,22 @@ def _packed_case(torch, rng, kind, dtype, trial):
         assert_close(p.grad, tparams[name].grad.numpy(), dtype, f"grad {name}")
 
 
+# Every cell on the NumPy reference; the LSTM, which has a compiled packed step, on every backend.
+CASES = [(kind, "numpy") for kind in KINDS] + [
+    ("lstm", name) for name in (("numba", "fused") if numba_available() else ())]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kind", KINDS)
-def test_packed_layers_match_torch(torch, kind, dtype, backend):
-    if kind != "lstm" and backend != "numpy":
-        pytest.skip("only the LSTM has a packed step of its own on the compiled backends")
+@pytest.mark.parametrize("kind, backend_name", CASES)
+def test_packed_layers_match_torch(torch, kind, backend_name, dtype):
     rng = np.random.default_rng(zlib.crc32(f"{kind}-{np.dtype(dtype)}".encode()))
-    for trial in range(12):
-        _packed_case(torch, rng, kind, dtype, trial)
+    with use_backend(backend_name):
+        for trial in range(12):
+            _packed_case(torch, rng, kind, dtype, trial)
 
 
 def test_packed_step_follows_the_backend():
     """The compiled LSTM step runs unless the backend is the NumPy reference."""
-    from rnnlab.functional.backend import numba_available, use_backend
     from rnnlab.functional.packed_cells import GRUStep, RNNStep
     from rnnlab.functional.packed_recurrent import step_for
 
