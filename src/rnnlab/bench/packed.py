@@ -29,7 +29,7 @@ from ..functional.backend import use_backend
 from ..nn import GRU, LSTM, RNN, Linear, MSELoss
 from ..nn.utils.rnn import pack_padded_sequence
 from ..optim import SGD
-from .machine import pinned_threads
+from .machine import loadavg, pinned_threads
 from .timing import interleave, summarize
 
 __all__ = ["PackedConfig", "run_packed_vs_padded", "packed_markdown"]
@@ -111,6 +111,7 @@ def run_packed_vs_padded(config: PackedConfig) -> dict:
         "padded": _training_step(config, x, lengths, y, packed=False),
         "padded (numpy)": _on_backend(_training_step(config, x, lengths, y, packed=False), "numpy"),
     }
+    load_before = loadavg()
     with pinned_threads(config.threads):
         samples = interleave(list(sides.values()), budget=config.budget, warmup=config.warmup,
                              min_repeats=config.min_repeats, settle=config.settle)
@@ -122,6 +123,7 @@ def run_packed_vs_padded(config: PackedConfig) -> dict:
         "stats": stats,
         "ratio": stats["packed"]["median"] / stats["padded"]["median"],
         "ratio_numpy": stats["packed"]["median"] / stats["padded (numpy)"]["median"],
+        "loadavg": {"before": load_before, "after": loadavg()},  # 1, 5, 15 min; None off Linux
     }
 
 
@@ -136,4 +138,8 @@ def packed_markdown(results: dict) -> str:
                      f"{s['p90'] * 1e3:.1f} | {s['n']} |")
     lines += ["", f"packed / padded = {results['ratio']:.2f}; packed / padded (numpy) = "
                   f"{results['ratio_numpy']:.2f}"]
+    load = results.get("loadavg", {})
+    if load.get("before") and load.get("after"):  # other work on the machine skews every side
+        lines.append(f"load average (1 min) {load['before'][0]:.1f} before, "
+                     f"{load['after'][0]:.1f} after")
     return "\n".join(lines) + "\n"
