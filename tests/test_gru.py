@@ -274,27 +274,6 @@ def test_compiled_loops_equal_the_reference(N, H):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=f"trial {trial}")
 
 
-def test_backward_runs_with_the_loops_of_its_forward(backend):
-    """Changing the backend between forward and backward changes nothing."""
-    from rnnlab.functional.backend import BACKENDS, numba_available, use_backend
-    rng = np.random.default_rng(107)
-    layer = nn.GRU(3, 5, num_layers=2, bidirectional=True, dtype=np.float64, rng=rng)
-    _randomize_biases(layer, rng)
-    x, g = rng.standard_normal((4, 3, 3)), rng.standard_normal((4, 3, 10))
-    layer.zero_grad()
-    layer(x)
-    expected = layer.backward(g)[0], [p.grad.copy() for p in layer.parameters()]
-    others = [b for b in BACKENDS if b not in ("auto", backend)] if numba_available() else []
-    for other in others:
-        layer.zero_grad()
-        layer(x)
-        with use_backend(other):
-            grad_x = layer.backward(g)[0]
-        np.testing.assert_allclose(grad_x, expected[0], rtol=1e-13, atol=1e-15, err_msg=other)
-        for p, want in zip(layer.parameters(), expected[1]):
-            np.testing.assert_allclose(p.grad, want, rtol=1e-13, atol=1e-15, err_msg=other)
-
-
 # ------------------------------------------------------------------ bad input
 
 
