@@ -166,11 +166,11 @@ def counting(monkeypatch):
     for speed (linear.column_sum), which the counter would take for a product,
     so they run as NumPy sums here.
     """
-    from rnnlab.functional import linear, recurrent
+    from rnnlab.functional import gru, linear, recurrent
 
     counter = [0]
     monkeypatch.setattr(_Counting, "counter", counter)
-    for module in (linear, recurrent):
+    for module in (linear, recurrent, gru):
         monkeypatch.setattr(module, "column_sum", lambda a: a.sum(axis=0))
     for name in _CREATORS:
         original = getattr(np, name)

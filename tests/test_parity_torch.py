@@ -494,14 +494,14 @@ def test_rank1_weight_gradient_writes_and_adds(backend, dtype, contiguous):
     np.testing.assert_allclose(grad, expected, **tol)
 
 
-@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_backward_runs_with_the_loops_of_its_forward(backend, kind):
     """Changing the backend between forward and backward changes nothing: the backward
     reads the forward's buffers as its own loops wrote them (the fused LSTM loops keep
     tanh(pre/2) of the i, f, o gates, not σ)."""
     from rnnlab.functional.backend import BACKENDS, numba_available, use_backend
     rng = np.random.default_rng(59)
-    cls = nn.LSTM if kind == "lstm" else nn.RNN
+    cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
     layer = cls(3, 5, num_layers=2, bidirectional=True, dtype=np.float64, rng=rng)
     _randomize_biases(layer, rng)
     x = rng.standard_normal((4, 3, 3))

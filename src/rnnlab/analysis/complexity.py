@@ -363,8 +363,7 @@ def gru_bptt_memory(d: int, T: int, input_size: int, hidden_size: int,
     every step, and the input.
 
     floats = T·d·(3m + m + m) + T·d·n. dr needs the recurrent part of n (it sits
-    inside r ⊙ (...)), dz and dW_hh need h_{t-1}. (rnnlab keeps the whole recurrent
-    pre-activation, 3m, so that its gradient can overwrite it: 2m more per step.)
+    inside r ⊙ (...)), dz and dW_hh need h_{t-1}.
     """
     _positive(d=d, T=T, input_size=input_size, hidden_size=hidden_size)
     m = hidden_size

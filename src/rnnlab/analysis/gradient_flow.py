@@ -33,7 +33,8 @@ def _weights(model):
     in float64 (zero biases without bias)."""
     body = model.body
     if model.kind not in _KINDS or body.num_layers != 1 or body.bidirectional:
-        raise ValueError("gradient flow is measured on one-layer, one-direction RNN/LSTM/GRU models")
+        raise ValueError("gradient flow is measured on one-layer, one-direction "
+                         "RNN/LSTM/GRU models")
     w_ih = body.weight_ih_l0.data.astype(np.float64)
     w_hh = body.weight_hh_l0.data.astype(np.float64)
     zeros = np.zeros(w_hh.shape[0])

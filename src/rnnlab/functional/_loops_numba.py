@@ -185,36 +185,34 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
 
 
 @_jit
-def gru_gates_forward(g, gh, bias_hh, h_prev, h_out):
+def gru_gates_forward(g, recur, bias_hn, gh_n, h_prev, h_out):
     """One GRU step after its recurrent product, fused: equations in rnnlab.functional.gru.
 
-    g (N, 3H) holds gx_t and becomes [r z n]_t; gh (N, 3H) holds h_{t-1} W_hhᵀ and
-    becomes gh_t (+ b_hh, (3H,), zeros without bias); h_out (N, H) receives h_t.
+    g (N, 3H) holds gx_t (+ b_hr, b_hz) and becomes [r z n]_t; recur (N, 3H) is
+    h_{t-1} W_hhᵀ; gh_n (N, H) receives recur's n part + b_hn ((H,), zeros
+    without bias); h_out (N, H) receives h_t.
     """
     N, G = g.shape
     H = G // 3
     for n in range(N):
         for j in range(H):
-            gh_r = gh[n, j] + bias_hh[j]
-            gh_z = gh[n, H + j] + bias_hh[H + j]
-            gh_n = gh[n, 2 * H + j] + bias_hh[2 * H + j]
-            r = 1 / (1 + math.exp(-(g[n, j] + gh_r)))
-            z = 1 / (1 + math.exp(-(g[n, H + j] + gh_z)))
-            c = math.tanh(g[n, 2 * H + j] + r * gh_n)
+            r = 1 / (1 + math.exp(-(g[n, j] + recur[n, j])))
+            z = 1 / (1 + math.exp(-(g[n, H + j] + recur[n, H + j])))
+            a = recur[n, 2 * H + j] + bias_hn[j]
+            c = math.tanh(g[n, 2 * H + j] + r * a)
             g[n, j] = r
             g[n, H + j] = z
             g[n, 2 * H + j] = c
-            gh[n, j] = gh_r
-            gh[n, H + j] = gh_z
-            gh[n, 2 * H + j] = gh_n
+            gh_n[n, j] = a
             h_out[n, j] = c + z * (h_prev[n, j] - c)
 
 
 @_jit
-def gru_gates_backward(g, gh, h_prev, grad_out, has_grad_out, dh):
+def gru_gates_backward(g, gh_n, h_prev, grad_out, has_grad_out, dh, d_gh):
     """One GRU step of BPTT before its dh product, fused: equations in rnnlab.functional.gru.
 
-    g (N, 3H) = [r z n]_t becomes dL/dgx_t; gh (N, 3H) = gh_t becomes dL/dgh_t;
+    g (N, 3H) = [r z n]_t becomes dL/dgx_t, gh_n (N, H) becomes dL/dgh_n, and
+    d_gh (N, 3H) receives dL/dgh_t = [dgx_r, dgx_z, dgh_n] for the dh product;
     dh (N, H) enters as dL/dh_t from step t+1 (grad_out (N, H) is added when
     ``has_grad_out``) and leaves as dh_t ⊙ z_t, the direct path to h_{t-1}.
     """
@@ -227,14 +225,15 @@ def gru_gates_backward(g, gh, h_prev, grad_out, has_grad_out, dh):
             z = g[n, H + j]
             c = g[n, 2 * H + j]
             d_gx_n = d * (1 - z) * (1 - c * c)
-            d_r = d_gx_n * gh[n, 2 * H + j] * r * (1 - r)
+            d_r = d_gx_n * gh_n[n, j] * r * (1 - r)
             d_z = d * (h_prev[n, j] - c) * z * (1 - z)
             g[n, j] = d_r
             g[n, H + j] = d_z
             g[n, 2 * H + j] = d_gx_n
-            gh[n, j] = d_r
-            gh[n, H + j] = d_z
-            gh[n, 2 * H + j] = d_gx_n * r
+            gh_n[n, j] = d_gx_n * r
+            d_gh[n, j] = d_r
+            d_gh[n, H + j] = d_z
+            d_gh[n, 2 * H + j] = d_gx_n * r
             dh[n, j] = d * z
 
 
@@ -251,43 +250,40 @@ def _matmul_add_into(a, b, out):
 
 
 @_jit
-def _gru_forward(gates, gh, states, weight_hh_t, bias_hh, reverse, zero_start):
-    T = gates.shape[0]
+def _gru_forward(gates, gh_n, states, weight_hh_t, bias_hn, reverse, zero_start):
+    T, N, G = gates.shape
+    recur = np.zeros((N, G), dtype=gates.dtype)  # h_{t-1} W_hhᵀ; zero for a zero start
     for step in range(T):
         t = T - 1 - step if reverse else step
         prev, cur = (t + 1, t) if reverse else (t, t + 1)
         if step > 0 or not zero_start:
-            _matmul_into(states[prev], weight_hh_t, gh[t])  # (N, 3H)
-        else:
-            gh[t][:] = 0
-        gru_gates_forward(gates[t], gh[t], bias_hh, states[prev], states[cur])
+            _matmul_into(states[prev], weight_hh_t, recur)  # (N, 3H)
+        gru_gates_forward(gates[t], recur, bias_hn, gh_n[t], states[prev], states[cur])
 
 
 @_jit
-def _gru_backward(gates, gh, states, weight_hh, grad_output, has_grad_output, dh, reverse,
+def _gru_backward(gates, gh_n, states, weight_hh, grad_output, has_grad_output, dh, reverse,
                   last_dh):
-    T = gates.shape[0]
+    T, N, G = gates.shape
+    d_gh = np.empty((N, G), dtype=gates.dtype)
     for step in range(T):
         t = step if reverse else T - 1 - step  # BPTT runs the sweep backwards
         prev = t + 1 if reverse else t
-        gru_gates_backward(gates[t], gh[t], states[prev],
+        gru_gates_backward(gates[t], gh_n[t], states[prev],
                            grad_output[t] if has_grad_output else grad_output[0],
-                           has_grad_output, dh)
+                           has_grad_output, dh, d_gh)
         if last_dh or step < T - 1:
-            _matmul_add_into(gh[t], weight_hh, dh)  # dh_{t-1} = dh_t ⊙ z_t + dgh_t W_hh
+            _matmul_add_into(d_gh, weight_hh, dh)  # dh_{t-1} = dh_t ⊙ z_t + dgh_t W_hh
 
 
-def bias_or_zeros(bias_hh, gates):
-    """b_hh, or zeros (3H,) of the gates' dtype without bias: the kernels always add one."""
-    return np.zeros(gates.shape[-1], dtype=gates.dtype) if bias_hh is None else bias_hh
+def gru_forward_loop(gates, gh_n, states, weight_hh, bias_hn, reverse, zero_start=False):
+    if bias_hn is None:  # the kernel always adds one
+        bias_hn = np.zeros(gh_n.shape[-1], dtype=gates.dtype)
+    _gru_forward(gates, gh_n, states, np.ascontiguousarray(weight_hh.T), bias_hn, reverse,
+                 zero_start)
 
 
-def gru_forward_loop(gates, gh, states, weight_hh, bias_hh, reverse, zero_start=False):
-    _gru_forward(gates, gh, states, np.ascontiguousarray(weight_hh.T),
-                 bias_or_zeros(bias_hh, gates), reverse, zero_start)
-
-
-def gru_backward_loop(gates, gh, states, weight_hh, grad_output, dh, reverse, last_dh=True):
+def gru_backward_loop(gates, gh_n, states, weight_hh, grad_output, dh, reverse, last_dh=True):
     grad_output, has = _grad_or_dummy(grad_output, gates)
-    _gru_backward(gates, gh, states, np.ascontiguousarray(weight_hh), grad_output, has, dh,
+    _gru_backward(gates, gh_n, states, np.ascontiguousarray(weight_hh), grad_output, has, dh,
                   reverse, last_dh)
