@@ -45,7 +45,7 @@ class Linear(Module):
 
     def forward(self, x):
         """x (*, in_features) -> (*, out_features)."""
-        # A wide input is scanned for NaN through its product, out_features / in_features
+        # A wide input is scanned for NaN/inf through its product, out_features / in_features
         # its size (see products_show_nan): for x (256, 4096) the scan of x took ~0.17 ms,
         # 6-13 % of an MLP step at m = 32-128.
         via_product = self.in_features > self.out_features and products_show_nan()
