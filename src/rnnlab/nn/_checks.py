@@ -42,6 +42,23 @@ def has_nonfinite(a: np.ndarray) -> bool:
     return not math.isfinite(total) and not bool(np.isfinite(a).all())
 
 
+def check_parameter_memory(module, shapes) -> None:
+    """Before ``module``'s constructor allocates parameters of these shapes: a
+    :class:`~rnnlab.memory_guard.MemoryBudgetError` if they cannot fit in memory.
+
+    Small layers (under ``CHECK_FROM_BYTES`` in all) are not checked at all.
+    """
+    from ..memory_guard import CHECK_FROM_BYTES, require_memory
+
+    count = sum(math.prod(shape) for shape in shapes)  # Python ints: no overflow
+    nbytes = count * module.dtype.itemsize
+    if nbytes >= CHECK_FROM_BYTES:
+        sizes = ", ".join(f"{k}={v}" for k, v in vars(module).items()
+                          if k in ("input_size", "hidden_size", "num_layers", "in_features",
+                                   "out_features"))
+        require_memory(nbytes, f"{type(module).__name__}({sizes}): its {count:,} parameters")
+
+
 def check_array(x, name: str, dtype: np.dtype, ndims=None, shape=None, last_dim=None,
                 nan: bool = True) -> np.ndarray:
     """Check type, dtype, rank, shape and finiteness (no NaN, no ±inf) of an array going
