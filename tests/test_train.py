@@ -137,10 +137,23 @@ def test_run_folder_contents(tmp_path):
 
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 7
+    import time
     for line, row in zip(lines, rows):
         parsed = json.loads(line)
         assert parsed["step"] == row["step"] and parsed["loss"] == row["loss"]  # exact float
-        assert set(parsed) == {"step", "loss", "grad_norm", "seconds"}
+        base = {"step", "loss", "grad_norm", "lr", "time", "seconds"}
+        # step 1 of a session carries the compile time; every 2 steps and the last one
+        # score the held-out data
+        extra = ({"includes_compile"} if row["step"] == 1 else set()) | (
+            {"held_out_loss"} if row["step"] in (2, 4, 6, 7) else set())
+        assert set(parsed) == base | extra, parsed
+        assert parsed["lr"] == 1e-3 and abs(parsed["time"] - time.time()) < 600
+    times = [json.loads(line)["time"] for line in lines]
+    assert times == sorted(times)
+    # the held-out loss of the last step is that of the final weights on the held-out batch
+    assert json.loads(lines[-1])["held_out_loss"] == trainer.held_out_loss()
+    x_held, _ = trainer.task.held_out
+    assert x_held.shape[1] == 256
 
     # every 2 steps and the last one (2, 4, 6, 7); keep the newest 2
     assert [s for s, _ in list_checkpoints(run)] == [6, 7]

@@ -56,7 +56,8 @@ def finished_run(tmp_path_factory):
     (["--task", "digits", "--seq-len", "5"], r"seq_len applies to the adding/copy/sine task"),
     (["--resume", "{tmp}/missing"], r"--resume \S+/missing: no such folder"),
     (["--resume", "{tmp}/a-file"], r"--resume \S+/a-file: not a folder"),
-    (["--resume", "{tmp}"], r"--resume \S+: no checkpoint in"),
+    (["--resume", "{tmp}"], r"--resume \S+: nothing to resume \(no checkpoint in \S+ and no "
+                            r"config.json\); start a new run there with --out"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, match):
     (tmp_path / "a-file").write_text("not a run")
