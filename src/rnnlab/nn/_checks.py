@@ -29,6 +29,10 @@ def check_positive_int(value, name: str) -> int:
 _SUBSCRIPTS = "abcdefghijklmnopqrstuvwxyz"
 
 
+class NonFiniteError(ValueError):
+    """An array going into a layer holds NaN or ±inf (inside a model: it diverged)."""
+
+
 def has_nonfinite(a: np.ndarray) -> bool:
     """Whether ``a`` holds a NaN, +inf or -inf, in one pass and without a temporary.
 
@@ -89,7 +93,7 @@ def check_array(x, name: str, dtype: np.dtype, ndims=None, shape=None, last_dim=
     # One pass and no temporary, where isfinite(x).all() allocates a boolean array
     # as large as x (a training step checks every activation gradient).
     if nan and has_nonfinite(x):
-        raise ValueError(f"{name}: contains NaN or inf")
+        raise NonFiniteError(f"{name}: contains NaN or inf")
     return x
 
 
@@ -123,7 +127,7 @@ def nan_in_input_or_none(x: np.ndarray, product: np.ndarray, name: str) -> None:
     have put it there (inf·0, an overflow), which is not the input's fault.
     """
     if has_nonfinite(product) and has_nonfinite(x):
-        raise ValueError(f"{name}: contains NaN or inf")
+        raise NonFiniteError(f"{name}: contains NaN or inf")
 
 
 def product_of_checked_input(product, x: np.ndarray, name: str):
@@ -136,7 +140,7 @@ def product_of_checked_input(product, x: np.ndarray, name: str):
         result = product()
     except FloatingPointError:
         if has_nonfinite(x):
-            raise ValueError(f"{name}: contains NaN or inf") from None
+            raise NonFiniteError(f"{name}: contains NaN or inf") from None
         raise
     nan_in_input_or_none(x, result[0], name)
     return result

@@ -35,7 +35,7 @@ def _number(path, name, value, *, allow_none, minimum=None):
 
 
 def checked_metrics(path, metrics: dict, step: int) -> dict:
-    """{"loss", "best_loss", "best_step", "seconds", "healthy"} of a checkpoint, checked."""
+    """{"loss", "best_loss", "best_step", "seconds"} of a checkpoint, checked."""
     out = {"loss": _number(path, "loss", metrics.get("loss"), allow_none=True),
            "best_loss": _number(path, "best_loss", metrics.get("best_loss"), allow_none=True),
            "seconds": _number(path, "seconds", metrics.get("seconds", 0.0), allow_none=False,
@@ -46,11 +46,6 @@ def checked_metrics(path, metrics: dict, step: int) -> dict:
         raise CheckpointError(f"{path}: metrics 'best_step' must be an int in [0, {step}], "
                               f"got {str(best_step)[:40]!r}")
     out["best_step"] = best_step
-    healthy = metrics.get("healthy", True)
-    if not isinstance(healthy, bool):
-        raise CheckpointError(f"{path}: metrics 'healthy' must be true or false, "
-                              f"got {str(healthy)[:40]!r}")
-    out["healthy"] = healthy
     return out
 
 

@@ -18,6 +18,7 @@ from .. import __version__
 from ..io import CheckpointError, load_checkpoint, read_checkpoint_info, save_checkpoint
 from ..memory_guard import MemoryBudgetError
 from ..models import SequenceModel
+from ..nn._checks import NonFiniteError
 from ..optim import SGD, Adam, clip_grad_norm_
 from .budget import require_training_memory
 from .config import RESUMABLE_OVERRIDES, TrainConfig, TrainError
@@ -133,7 +134,10 @@ class Trainer:
         self.best_loss: float | None = None
         self.best_step: int | None = None
         self.last_checkpoint: Path | None = None
-        self.last_good: tuple[Path, float, float] | None = None  # (path, loss, grad norm)
+        # A checkpoint's weights are judged by the step after it (their loss and gradient):
+        # written, it is pending; that step healthy, it is the last good one.
+        self.pending: Path | None = None
+        self.last_good: tuple[Path, str] | None = None  # (path, why it is good)
         self.health = Health()
         self._unhealthy: str | None = None  # why the current step is not healthy
         self._loaded_from: Path | None = None
@@ -224,7 +228,7 @@ class Trainer:
             trainer.lock.release()
             trainer.lock = lock
             if path is not None:
-                trainer._load(path, found)
+                trainer._load(path)
         except BaseException:
             lock.release()
             raise
@@ -253,7 +257,7 @@ class Trainer:
                              f"config ({str(exc)[:120]}); remove the folder or choose another "
                              f"--out") from None
 
-    def _load(self, path: Path, found) -> None:
+    def _load(self, path: Path) -> None:
         info = load_checkpoint(path, self.model, self.optimizer)
         metrics = checked_metrics(path, info.metrics, info.step)
         self.data_rng, self.step = data_rng_from(path, info.rng), info.step
@@ -267,14 +271,7 @@ class Trainer:
         self.health = Health((r.get("loss", math.nan), r.get("grad_norm", math.nan))
                              for r in rows if isinstance(r.get("loss"), (int, float))
                              and isinstance(r.get("grad_norm"), (int, float)))
-        for step, older in reversed(found):
-            try:
-                m = read_checkpoint_info(older).metrics
-            except CheckpointError:
-                continue
-            if m.get("healthy", True) is True and isinstance(m.get("loss"), (int, float)):
-                self.last_good = (older, m["loss"], m.get("grad_norm", math.nan))
-                break
+        self.last_good = (path, "the checkpoint this run resumed from")
 
     # ------------------------------------------------------------ one step
     def train_step(self) -> dict:
@@ -296,12 +293,15 @@ class Trainer:
         named = list(self.model.named_parameters())
         for _, p in named:
             p.zero_grad()
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            out = self.model(x)
-            loss, grad_out = self.task.loss(out, y)
-            loss = float(loss)
-            if math.isfinite(loss):
-                self.model.backward(grad_out, input_grad=False)
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                out = self.model(x)
+                loss, grad_out = self.task.loss(out, y)
+                loss = float(loss)
+                if math.isfinite(loss):
+                    self.model.backward(grad_out, input_grad=False)
+        except NonFiniteError as exc:  # the data is finite: the model's activations overflowed
+            self._diverged(step, "activation", None, math.nan, detail=str(exc))
         if not math.isfinite(loss):
             self._diverged(step, "loss", None, loss)
         total = 0.0
@@ -311,6 +311,14 @@ class Trainer:
                 self._diverged(step, "gradient", name, loss, overflow=bool(np.isfinite(p.grad).all()))
             total += ss
         grad_norm = math.sqrt(total)
+        # The loss and gradient of the weights before this update: they judge the
+        # checkpoint written at the previous step, if any.
+        self._unhealthy = self.health.check(loss, grad_norm)
+        if self._unhealthy is None and self.pending == checkpoint_path(self.out_dir, step - 1):
+            ref_loss, ref_grad = self.health.reference()
+            self.last_good = (self.pending, f"its weights gave the next step a loss of {loss:.4g} "
+                                            f"and a gradient norm of {grad_norm:.4g}, within the "
+                                            f"run's medians {ref_loss:.4g} and {ref_grad:.4g}")
         if self.config.clip is not None:
             clip_grad_norm_([p for _, p in named], self.config.clip)
         self.optimizer.step()
@@ -322,7 +330,6 @@ class Trainer:
         if self.best_loss is None or loss < self.best_loss:
             self.best_loss, self.best_step = loss, step
         self.last_loss, self.last_grad_norm = loss, grad_norm
-        self._unhealthy = self.health.check(loss, grad_norm)
         seconds = time.perf_counter() - start
         self.seconds += seconds
         row = {"step": step, "loss": loss, "grad_norm": grad_norm, "lr": self.optimizer.lr,
@@ -334,12 +341,17 @@ class Trainer:
     def held_out_loss(self) -> float:
         """The loss on the task's held-out data (forward only; nothing else changes)."""
         x, y = self.task.held_out
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return float(self.task.loss(self.model(x), y)[0])
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return float(self.task.loss(self.model(x), y)[0])
+        except NonFiniteError:
+            return math.inf
 
-    def _diverged(self, step, what, name, loss, overflow=False):
+    def _diverged(self, step, what, name, loss, overflow=False, detail=None):
         c = self.config
-        if what == "loss":
+        if what == "activation":
+            detail = f"an activation is not finite ({detail})"
+        elif what == "loss":
             # Name the weight that most likely blew it up: the largest in magnitude.
             sizes = [(float(np.max(np.abs(p.data), initial=0.0)), n)
                      for n, p in self.model.named_parameters()]
@@ -368,22 +380,18 @@ class Trainer:
             return ("no good checkpoint was written yet" + (
                 f" (removed {len(removed)} written while exploding)" if removed else "")
                 + f"; --resume {self.out_dir} restarts at step 0")
-        path, loss, grad = self.last_good
+        path, why = self.last_good
         later = [p for s, p in list_checkpoints(self.out_dir) if p.name > path.name]
         for p in later:
             p.unlink(missing_ok=True)
-        ref = self.health.reference()
-        why = (f"loss {loss:.4g}, gradient norm {grad:.4g}, within the run's median "
-               f"{ref[0]:.4g} / {ref[1]:.4g}" if ref else f"loss {loss:.4g}")
         return (f"the last good checkpoint is {path} ({why})" + (
-            f"; removed {len(later)} later one(s) written while the loss or gradient exploded"
+            f"; removed {len(later)} later one(s), whose weights had not yet given a healthy step"
             if later else ""))
 
     # ------------------------------------------------------------ checkpoints
     def metrics_summary(self) -> dict:
         return {"loss": self.last_loss, "best_loss": self.best_loss, "best_step": self.best_step,
-                "seconds": self.seconds, "grad_norm": getattr(self, "last_grad_norm", None),
-                "healthy": self._unhealthy is None}
+                "seconds": self.seconds}
 
     def save_checkpoint(self) -> Path:
         """Write the checkpoint of the current step (atomically) and prune to ``keep``,
@@ -393,9 +401,7 @@ class Trainer:
         save_checkpoint(path, self.model, self.optimizer, step=self.step,
                         config=self.config.to_dict(), rng=self.data_rng,
                         metrics=self.metrics_summary())
-        self.last_checkpoint = path
-        if self._unhealthy is None and self.last_loss is not None:
-            self.last_good = (path, self.last_loss, self.last_grad_norm)
+        self.last_checkpoint = self.pending = path
         good = self.last_good[0] if self.last_good else None
         for _, old in list_checkpoints(self.out_dir)[:-self.config.keep]:
             if old != good:
@@ -492,7 +498,8 @@ class Trainer:
                 if self._session_steps == 1:
                     row["includes_compile"] = True  # numba's compile and first-call set-up
                 if self.step % c.every == 0 or self.step == c.steps:
-                    row["held_out_loss"] = self.held_out_loss()
+                    held_out = self.held_out_loss()
+                    row["held_out_loss"] = held_out if math.isfinite(held_out) else None
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 if bar is not None:
