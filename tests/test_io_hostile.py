@@ -5,7 +5,6 @@ sparse file, a large tensor in a foreign file, a million empty tensors."""
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys

@@ -8,68 +8,28 @@ import signal
 import threading
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .. import __version__
-from ..io import CheckpointError, load_checkpoint, read_checkpoint_info, save_checkpoint
-from ..memory_guard import MemoryBudgetError
+from ..io import load_checkpoint, save_checkpoint
 from ..models import SequenceModel
 from ..nn._checks import NonFiniteError
 from ..optim import SGD, Adam, clip_grad_norm_
 from .budget import require_training_memory
-from .config import RESUMABLE_OVERRIDES, TrainConfig, TrainError
+from .config import TrainConfig, TrainError
 from .folder import (CHECKPOINT_DIR, RunLock, checkpoint_path, list_checkpoints, read_metrics,
                      remove_temporaries, run_files, write_json)
 from .health import Health
 from .progress import progress_bar
+from .results import TrainingDiverged, TrainResult
+from .resume import resume_run
 from .saved_state import checked_metrics, data_rng_from
 from .tasks import HELD_OUT, _make_task
 
 __all__ = ["Trainer", "TrainResult", "TrainingDiverged"]
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss, a gradient or a parameter became non-finite; the run stopped before saving it.
-
-    Attributes:
-        step: the step (1-based) at which it happened.
-        what: "loss", "gradient" or "parameter".
-        parameter: the parameter's name, or None for the loss.
-        loss: the step's loss (may be NaN/inf).
-        checkpoint: the last good checkpoint (Path), or None if none was written yet.
-    """
-
-    def __init__(self, message, *, step, what, parameter, loss, checkpoint):
-        super().__init__(message)
-        self.step, self.what, self.parameter = step, what, parameter
-        self.loss, self.checkpoint = loss, checkpoint
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """How :meth:`Trainer.run` ended.
-
-    Attributes:
-        status: "completed" (reached ``steps``) or "interrupted" (Ctrl-C; a
-            checkpoint of the current step was written).
-        step: the last completed step.
-        checkpoint: the newest checkpoint (Path), or None.
-        loss: the last step's loss (None before any step).
-        best_loss, best_step: the lowest step loss so far and its step.
-        seconds: training time over all sessions of the run.
-    """
-
-    status: str
-    step: int
-    checkpoint: Path | None
-    loss: float | None
-    best_loss: float | None
-    best_step: int | None
-    seconds: float
 
 
 def _sum_squares(a: np.ndarray) -> float:
@@ -187,75 +147,8 @@ class Trainer:
             CheckpointError: the newest checkpoint (or config.json) is corrupted,
                 foreign, or holds a field of the wrong type or a size that cannot fit.
         """
-        run_dir = Path(run_dir)
-        if not run_dir.exists():
-            raise TrainError(f"--resume {run_dir}: no such folder")
-        if not run_dir.is_dir():
-            raise TrainError(f"--resume {run_dir}: not a folder (give the run's --out folder)")
-        bad = sorted(set(overrides) - set(RESUMABLE_OVERRIDES))
-        if bad:
-            raise TrainError(f"cannot change {', '.join(bad)} when resuming; only "
-                             f"{', '.join(RESUMABLE_OVERRIDES)} may change")
-        try:
-            found = list_checkpoints(run_dir)
-            next(iter(run_dir.iterdir()), None)
-        except OSError as exc:
-            raise TrainError(f"--resume {run_dir}: cannot read: {exc.strerror or exc}") from None
-        if not found and not (run_dir / "config.json").exists():
-            cls._saved_config(run_dir, None, None)  # says there is nothing to resume; no lock file
-        lock = RunLock(run_dir).acquire()
-        try:
-            found = list_checkpoints(run_dir)  # again, now that no one else writes
-            path = found[-1][1] if found else None
-            info = read_checkpoint_info(path) if path else None
-            config = cls._saved_config(run_dir, path, info)
-            for name, value in (expect or {}).items():
-                if value is not None and getattr(config, name) != value:
-                    raise TrainError(f"--{name.replace('_', '-')} {value} conflicts with the run "
-                                     f"in {run_dir} ({name} {getattr(config, name)}); a resumed "
-                                     f"run keeps its model, task and data")
-            new = {k: v for k, v in overrides.items() if v is not None}
-            if new:
-                config = replace(config, **new).resolved()
-            if info is not None and info.step > config.steps:
-                raise TrainError(f"the checkpoint {path.name} is at step {info.step}, "
-                                 f"beyond --steps {config.steps}")
-            try:
-                trainer = cls(config, run_dir, progress=progress, console=console, _resuming=True)
-            except MemoryBudgetError as exc:
-                raise CheckpointError(f"{path or run_dir / 'config.json'}: the config it holds "
-                                      f"cannot fit: {exc}") from None
-            trainer.lock.release()
-            trainer.lock = lock
-            if path is not None:
-                trainer._load(path)
-        except BaseException:
-            lock.release()
-            raise
-        return trainer
-
-    @staticmethod
-    def _saved_config(run_dir: Path, path, info) -> TrainConfig:
-        """The config of the newest checkpoint, or of config.json when there is none."""
-        if info is not None:
-            try:
-                return TrainConfig.from_dict(info.config)
-            except (TrainError, TypeError) as exc:
-                raise CheckpointError(f"{path}: the config it holds is not valid: {exc}") from None
-        saved = run_dir / "config.json"
-        if not saved.exists():
-            raise TrainError(f"--resume {run_dir}: nothing to resume (no checkpoint in "
-                             f"{run_dir / CHECKPOINT_DIR} and no config.json); start a new run "
-                             f"there with --out {run_dir}")
-        try:
-            data = json.loads(saved.read_text(encoding="utf-8"))
-            if isinstance(data, dict):
-                data.pop("rnnlab_version", None)
-            return TrainConfig.from_dict(data)
-        except (OSError, UnicodeDecodeError, ValueError, TypeError) as exc:
-            raise TrainError(f"--resume {run_dir}: no checkpoint, and {saved} is not a valid "
-                             f"config ({str(exc)[:120]}); remove the folder or choose another "
-                             f"--out") from None
+        return resume_run(cls, run_dir, progress=progress, console=console, expect=expect,
+                          **overrides)
 
     def _load(self, path: Path) -> None:
         info = load_checkpoint(path, self.model, self.optimizer)
