@@ -165,9 +165,12 @@ def _finite_or_none(values):
 
 
 def evaluate(model, batch, loss_fn):
-    """Loss on a held-out batch, forward only."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        loss, _ = loss_fn(model(batch.x), batch.y)
+    """Loss on a held-out batch, forward only (inf if an activation overflows)."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, _ = loss_fn(model(batch.x), batch.y)
+    except NonFiniteError:
+        return math.inf
     return float(loss)
 
 
