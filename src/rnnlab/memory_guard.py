@@ -135,6 +135,6 @@ def require_memory(nbytes: int, what: str) -> None:
     if available is None or nbytes <= available:
         return
     raise MemoryBudgetError(
-        f"{what} need about {format_bytes(nbytes)} (estimated from the sizes), but "
+        f"{what} would need about {format_bytes(nbytes)} (estimated from the sizes), but "
         f"{format_bytes(available)} is available ({source}); choose smaller sizes",
         estimate=int(nbytes), available=int(available), source=source)

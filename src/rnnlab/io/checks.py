@@ -10,6 +10,7 @@ __all__ = ["as_saveable", "named_parameters", "check_entry", "checked_value", "c
 
 
 def as_saveable(name: str, value) -> np.ndarray:
+    """A C-contiguous ndarray of ``value`` (an ndarray or a torch tensor), to write."""
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor, duck-typed
         value = value.detach().cpu().numpy()
     if not isinstance(value, np.ndarray):
@@ -18,6 +19,7 @@ def as_saveable(name: str, value) -> np.ndarray:
 
 
 def named_parameters(module) -> dict:
+    """{name: Parameter} of an rnnlab module; TypeError for anything else."""
     try:
         return dict(module.named_parameters())
     except AttributeError:
@@ -52,6 +54,7 @@ def checked_value(path, what: str, value: np.ndarray, param) -> np.ndarray:
 
 
 def check_names(path, what: str, expected, got) -> None:
+    """A CheckpointError listing the missing and unexpected names, if any."""
     missing = [k for k in expected if k not in got]
     unexpected = sorted(k for k in got if k not in expected)
     if missing or unexpected:

@@ -39,6 +39,7 @@ _CHECKPOINT_RE = re.compile(r"^step-(\d{8,})\.safetensors$")
 
 
 def checkpoint_path(run_dir, step: int) -> Path:
+    """OUT/checkpoints/step-00000042.safetensors for step 42."""
     return Path(run_dir) / CHECKPOINT_DIR / f"step-{step:08d}.safetensors"
 
 
@@ -60,6 +61,7 @@ def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
 
 
 def latest_checkpoint(run_dir) -> Path | None:
+    """The newest checkpoint of a run, or None."""
     found = list_checkpoints(run_dir)
     return found[-1][1] if found else None
 
@@ -81,6 +83,7 @@ def read_metrics(run_dir) -> list[dict]:
 
 
 def write_json(path: Path, value) -> None:
+    """``value`` as indented JSON, written atomically."""
     atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=False) + "\n").encode())
 
 
