@@ -282,3 +282,21 @@ def test_the_kept_checkpoint_is_good_and_a_resume_from_it_trains(tmp_path):
     assert max(float(np.abs(v).max()) for v in _weights(out).values()) < 100
     done = _cli("--resume", out, "--lr", "0.01", "--steps", 30)
     assert done.returncode == 0, done.stderr
+
+
+def test_health_judges_against_the_runs_own_recent_history():
+    from rnnlab.train.health import GRAD_FACTOR, LOSS_FACTOR, WINDOW, Health
+    rng = np.random.default_rng(0)
+    health = Health()
+    assert health.check(5.0, 3.0) is None  # the first step sets the scale
+    for _ in range(WINDOW):
+        assert health.check(float(rng.uniform(0.9, 1.1)), float(rng.uniform(0.9, 1.1))) is None
+    ref_loss, ref_grad = health.reference()
+    assert 0.9 < ref_loss < 1.1 and 0.9 < ref_grad < 1.1  # the first step has left the window
+    why = health.check(LOSS_FACTOR * ref_loss * 1.01, 1.0)
+    assert why and why.startswith("loss") and f"median {ref_loss:.3g}" in why
+    why = health.check(1.0, GRAD_FACTOR * ref_grad * 1.01)
+    assert why and why.startswith("gradient norm")
+    assert health.check(float("nan"), 1.0) == "not finite"
+    assert health.reference() == (ref_loss, ref_grad)  # unhealthy steps do not move the bar
+    assert health.check(LOSS_FACTOR * ref_loss * 0.99, 1.0) is None  # a spike within bounds
