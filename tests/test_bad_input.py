@@ -64,8 +64,9 @@ def test_nan_input():
 @pytest.mark.parametrize("through_product", [True, False])
 @pytest.mark.parametrize("weights", ["random", "zero", "zero column"])
 @settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2 ** 31 - 1), dtype=st.sampled_from([np.float32, np.float64]))
-def test_nan_in_a_linear_input_is_refused(through_product, weights, seed, dtype):
+@given(seed=st.integers(0, 2 ** 31 - 1), dtype=st.sampled_from([np.float32, np.float64]),
+       bad=st.sampled_from([np.nan, np.inf, -np.inf]))
+def test_nan_in_a_linear_input_is_refused(through_product, weights, seed, dtype, bad):
     """A NaN anywhere in a Linear's input is a ValueError, with or without the scan that
     rides on the product (wide inputs, OpenBLAS), whatever the weights: zero weights
     (NaN·0 is NaN) and a zero column where the NaN sits included. The layer keeps no cache
@@ -76,16 +77,17 @@ def test_nan_in_a_linear_input_is_refused(through_product, weights, seed, dtype)
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setattr(linear_module, "products_show_nan", lambda: through_product)
         _refuse_nan_input(monkeypatch, _checks, linear_module, through_product, weights, rng,
-                          dtype)
+                          dtype, bad)
 
 
-def _refuse_nan_input(monkeypatch, _checks, linear_module, through_product, weights, rng, dtype):
+def _refuse_nan_input(monkeypatch, _checks, linear_module, through_product, weights, rng, dtype,
+                      bad=np.nan):
     n_in, n_out = int(rng.integers(2, 40)), int(rng.integers(1, 20))
     layer = nn.Linear(n_in, n_out, dtype=dtype, rng=rng)
     layer.bias.data[:] = rng.uniform(0.5, 1.0, n_out)
     x = rng.standard_normal((int(rng.integers(1, 9)), int(rng.integers(1, 5)), n_in)).astype(dtype)
     where = tuple(int(rng.integers(0, d)) for d in x.shape)
-    x[where] = np.nan
+    x[where] = bad
     if weights == "zero":
         layer.weight.data[:] = 0
     elif weights == "zero column":
@@ -95,13 +97,94 @@ def _refuse_nan_input(monkeypatch, _checks, linear_module, through_product, weig
     real_scan = _checks.nan_in_input_or_none
     monkeypatch.setattr(_checks, "nan_in_input_or_none",
                         lambda *a: scans.append(1) or real_scan(*a))
-    with pytest.raises(ValueError, match="Linear input: contains NaN"):
+    with pytest.raises(ValueError, match="Linear input: contains NaN or inf"), \
+            np.errstate(invalid="ignore", over="ignore"):  # inf·0 in the product
         layer(x)
     assert len(scans) == int(through_product and n_in > n_out)  # the path was taken
     for k, v in layer.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
     with pytest.raises(Exception, match="before forward"):
         layer.backward(np.zeros(x.shape[:-1] + (n_out,), dtype))
+
+
+def _entry_points(rng):
+    """(name, call(bad value) -> raises?) for every array a user hands to a layer or loss."""
+    T, N, I, H = 4, 3, 5, 6
+    x = rng.standard_normal((T, N, I)).astype(F32)
+
+    def poisoned(a, value):
+        a = a.copy()
+        a[tuple(int(rng.integers(d)) for d in a.shape)] = value
+        return a
+
+    def layer_input(make):
+        return lambda v: make()(poisoned(x, v))
+
+    def grad_output(make):
+        def call(v):
+            layer = make()
+            out = layer(x)
+            out = out[0] if isinstance(out, tuple) else out
+            layer.backward(poisoned(np.ones_like(out), v))
+        return call
+
+    def loss(fn, pred, target, which):
+        def call(v):
+            args = [pred, target]
+            args[which] = poisoned(args[which], v)
+            fn()(*args)
+        return call
+
+    pred = rng.standard_normal((N, H)).astype(F32)
+    lstm = lambda: nn.LSTM(I, H, rng=0)  # noqa: E731
+    rnn = lambda: nn.RNN(I, H, rng=0)  # noqa: E731
+    wide = lambda: nn.Linear(I, 2, rng=0)  # noqa: E731 - in > out: the scan rides on the product
+    narrow = lambda: nn.Linear(I, 9, rng=0)  # noqa: E731
+    mlp = lambda: nn.MLP([I, 7, 2], rng=0)  # noqa: E731
+    return [
+        ("LSTM x", layer_input(lstm)), ("RNN x", layer_input(rnn)),
+        ("wide Linear x", layer_input(wide)), ("narrow Linear x", layer_input(narrow)),
+        ("MLP x", layer_input(mlp)),
+        ("LSTM grad_output", grad_output(lstm)), ("RNN grad_output", grad_output(rnn)),
+        ("Linear grad_out", grad_output(wide)), ("MLP grad_out", grad_output(mlp)),
+        ("MSE pred", loss(nn.MSELoss, pred, pred + 1, 0)),
+        ("MSE target", loss(nn.MSELoss, pred, pred + 1, 1)),
+        ("CE logits", loss(nn.CrossEntropyLoss, pred, np.arange(N) % H, 0)),
+    ]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "+inf", "-inf"])
+@pytest.mark.parametrize("entry", range(12))
+def test_non_finite_values_are_refused_everywhere(entry, bad):
+    """NaN, +inf and -inf in x, in grad_output, in MSE pred/targets and in CE logits are
+    each a ValueError naming the array; the same arrays with finite values pass."""
+    name, call = _entry_points(np.random.default_rng(entry))[entry]
+    with pytest.raises(ValueError, match="contains NaN or inf"), \
+            np.errstate(invalid="ignore", over="ignore"):
+        call(bad)
+    call(3.0)  # a finite value in the same place is fine
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2 ** 31 - 1), dtype=st.sampled_from([np.float32, np.float64]),
+       bad=st.sampled_from([None, np.nan, np.inf, -np.inf]), huge=st.booleans(),
+       view=st.sampled_from(["whole", "strided", "transposed"]))
+def test_has_nonfinite_is_exact(seed, dtype, bad, huge, view):
+    """The one-pass scan says True exactly when an element is NaN or ±inf, also when the
+    finite elements are so large that their sum overflows, and on non-contiguous views."""
+    from rnnlab.nn._checks import has_nonfinite
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(tuple(int(d) for d in rng.integers(1, 7, size=rng.integers(1, 4))))
+    a = a.astype(dtype)
+    if huge:
+        a[...] = np.finfo(dtype).max * np.sign(a + 0.5)
+    if view == "strided":
+        a = a[..., ::2]
+    elif view == "transposed":
+        a = a.T
+    if bad is not None:
+        a[tuple(int(rng.integers(d)) for d in a.shape)] = bad
+    assert has_nonfinite(a) == (not np.isfinite(a).all())
 
 
 def test_a_nan_made_by_the_weights_is_not_the_inputs():

@@ -137,10 +137,23 @@ def test_run_folder_contents(tmp_path):
 
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 7
+    import time
     for line, row in zip(lines, rows):
         parsed = json.loads(line)
         assert parsed["step"] == row["step"] and parsed["loss"] == row["loss"]  # exact float
-        assert set(parsed) == {"step", "loss", "grad_norm", "seconds"}
+        base = {"step", "loss", "grad_norm", "lr", "time", "seconds"}
+        # step 1 of a session carries the compile time; every 2 steps and the last one
+        # score the held-out data
+        extra = ({"includes_compile"} if row["step"] == 1 else set()) | (
+            {"held_out_loss"} if row["step"] in (2, 4, 6, 7) else set())
+        assert set(parsed) == base | extra, parsed
+        assert parsed["lr"] == 1e-3 and abs(parsed["time"] - time.time()) < 600
+    times = [json.loads(line)["time"] for line in lines]
+    assert times == sorted(times)
+    # the held-out loss of the last step is that of the final weights on the held-out batch
+    assert json.loads(lines[-1])["held_out_loss"] == trainer.held_out_loss()
+    x_held, _ = trainer.task.held_out
+    assert x_held.shape[1] == 256
 
     # every 2 steps and the last one (2, 4, 6, 7); keep the newest 2
     assert [s for s, _ in list_checkpoints(run)] == [6, 7]
@@ -207,15 +220,15 @@ def test_huge_lr_stops_with_step_and_keeps_the_last_good_checkpoint(tmp_path):
         trainer.run()
     exc = info.value
     assert exc.step >= 2
-    good = checkpoint_path(tmp_path / "run", exc.step - 1)
-    assert exc.checkpoint == good
+    # Step 1's update already gave weights of ~1e30: its checkpoint is not good (the next
+    # step's loss from them is inf), so none is kept, and the message says how to go on.
+    assert exc.checkpoint is None
     message = str(exc)
-    assert f"at step {exc.step}" in message and str(good) in message
+    assert f"at step {exc.step}" in message and "no good checkpoint was written yet" in message
+    assert f"--resume {tmp_path / 'run'} restarts at step 0" in message
     assert "--clip" in message and "--lr" in message and "\n" not in message
     assert exc.parameter in dict(trainer.model.named_parameters()) and exc.parameter in message
-    # no checkpoint of the bad step, the good ones intact and loadable
-    assert [s for s, _ in list_checkpoints(tmp_path / "run")][-1] == exc.step - 1
-    assert read_checkpoint(good).info.step == exc.step - 1
+    assert list_checkpoints(tmp_path / "run") == []
     assert len(read_metrics(tmp_path / "run")) == exc.step - 1
 
 
@@ -233,11 +246,14 @@ def test_non_finite_gradient_names_the_parameter(tmp_path):
     trainer.model.backward = poisoned
     before = trainer.model.state_dict()
     with pytest.raises(TrainingDiverged, match=r"at step 5: the gradient of 'body.weight_hh_l0' "
-                                               r"is not finite.*step-00000004.*--clip"):
+                                               r"is not finite.*last good checkpoint is \S+"
+                                               r"step-00000002.safetensors \(its weights gave the "
+                                               r"next step a loss of .*removed 1 later.*--clip"):
         trainer.run(on_step=lambda row: row["step"] == 4 and before.update(trainer.model.state_dict()))
     # the update of step 5 was not applied
     assert all(np.array_equal(before[k], v) for k, v in trainer.model.state_dict().items())
-    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [2, 4]
+    # step 4's weights gave a non-finite gradient: only step 2's checkpoint counts as good
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [2]
 
 
 # ---------------------------------------------------------------- configuration

@@ -11,11 +11,22 @@ The error of one element is ``|analytic - numeric| / max(|analytic|, |numeric|, 
 the floor keeps elements whose true gradient is ~0 from dividing round-off by
 zero. The report gives the worst error and where it occurred.
 
-Example::
+The defaults are ``eps = 3e-5`` and ``floor = 1e-4``. In float64 a central
+difference is off by its round-off, ~ulp(L)·√(number of outputs) / 2ε, plus its
+truncation, ~ε²·L‴/6; for the modules here both are ~1e-11 near ε = 3e-5 (at
+ε = 1e-6 the round-off alone is ~1e-9). An absolute error of 1e-11 is a relative
+error above 1e-6 for a gradient below 1e-5, so elements whose gradient is below
+the floor are judged by their absolute error instead (≤ 1e-10 to pass at 1e-6).
+A wrong gradient is wrong by a fraction of the gradient itself, far above that.
+Over 150 seeds of the example below, and 150 LSTMs with other weights and
+inputs, the worst error was 5.4e-7; with ε = 1e-6 and floor = 1e-6 the example
+failed at 1e-6 on about a third of the seeds (worst 4e-5).
+
+Example (``rng`` seeds the upstream weights and the checked elements)::
 
     >>> lstm = LSTM(3, 4, dtype=np.float64, rng=0)
     >>> x = np.random.default_rng(1).standard_normal((5, 2, 3))
-    >>> gradcheck(lstm, x).max_rel_error < 1e-6
+    >>> gradcheck(lstm, x, rng=2).max_rel_error < 1e-6
     True
 """
 
@@ -114,7 +125,11 @@ def _require_float64(arrays, what):
                             "(build the module with dtype=np.float64)")
 
 
-def gradcheck(module: Module, *inputs, eps: float = 1e-6, floor: float = 1e-6,
+EPS = 3e-5  # the finite-difference step (see the module docstring)
+FLOOR = 1e-4  # the smallest denominator of the relative error
+
+
+def gradcheck(module: Module, *inputs, eps: float = EPS, floor: float = FLOOR,
               max_elements: int | None = 32, rng=None) -> GradcheckReport:
     """Check ``module.backward`` against central differences of ``module.forward``.
 
@@ -124,8 +139,8 @@ def gradcheck(module: Module, *inputs, eps: float = 1e-6, floor: float = 1e-6,
         *inputs: the forward's arguments, e.g. ``(x,)``, ``(x, h0)`` or
             ``(x, (h0, c0))``. Every array among them is checked and perturbed
             in place (then restored).
-        eps: the finite-difference step.
-        floor: the smallest denominator of the relative error.
+        eps: the finite-difference step (3e-5).
+        floor: the smallest denominator of the relative error (1e-4).
         max_elements: check at most this many randomly chosen elements per
             array (None for all).
         rng: Generator or seed choosing the upstream weights and the elements.
@@ -160,8 +175,8 @@ def gradcheck(module: Module, *inputs, eps: float = 1e-6, floor: float = 1e-6,
     return _compare(named, analytic, objective, eps, floor, max_elements, rng)
 
 
-def gradcheck_loss(loss_fn: Module, pred: np.ndarray, target: np.ndarray, *, eps: float = 1e-6,
-                   floor: float = 1e-6, max_elements: int | None = 64, rng=None) -> GradcheckReport:
+def gradcheck_loss(loss_fn: Module, pred: np.ndarray, target: np.ndarray, *, eps: float = EPS,
+                   floor: float = FLOOR, max_elements: int | None = 64, rng=None) -> GradcheckReport:
     """Check ``loss_fn.backward()`` (dL/dpred) against central differences of ``loss_fn(pred, target)``.
 
     Shapes: as the loss takes them; ``pred`` must be float64.

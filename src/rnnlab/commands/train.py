@@ -1,7 +1,8 @@
 """rnnlab train: train one model on one task, with checkpoints, exact resume and Ctrl-C.
 
 Exit codes: 0 done; 2 a user error (bad flag or value, --out already holds a
-run, --resume folder missing/unreadable/empty, a corrupted checkpoint);
+run or is in use by another, --resume folder missing/unreadable/with nothing to
+resume, a corrupted checkpoint, sizes that cannot fit in memory, a full disk);
 3 training diverged (non-finite loss, gradient or weight; the last good
 checkpoint is kept); 130 interrupted by Ctrl-C (a checkpoint of the current
 step was written; continue with --resume).
@@ -137,19 +138,25 @@ def _trainer(args):
 
 def run(args) -> int:
     from ..io import CheckpointError
+    from ..memory_guard import MemoryBudgetError
     from ..train import TrainError, TrainingDiverged
 
+    trainer = None
     try:
         trainer = _trainer(args)
         result = trainer.run()
-    except (TrainError, CheckpointError) as exc:
+    except (TrainError, CheckpointError, MemoryBudgetError) as exc:
         raise CommandError(str(exc)) from None
     except TrainingDiverged as exc:
         print(f"rnnlab train: error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
     except OSError as exc:  # e.g. --out not writable, disk full
         where = f"{exc.filename}: " if exc.filename else ""
-        raise CommandError(f"{where}{exc.strerror or exc}") from None
+        then = ("" if trainer is None or trainer.step == 0 and trainer.last_checkpoint is None
+                else f"; the run stopped at step {trainer.step}")
+        again = "" if trainer is None else (f"; free space or fix the folder, then continue with "
+                                            f"rnnlab train --resume {trainer.out_dir}")
+        raise CommandError(f"{where}{exc.strerror or exc}{then}{again}") from None
 
     steps = trainer.config.steps
     if result.status == "interrupted":

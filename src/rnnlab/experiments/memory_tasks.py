@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 from ..data import adding_baseline_mse, adding_problem, copy_baseline_cross_entropy, copy_memory
 from ..functional.losses import cross_entropy, mse
 from ..models import SequenceModel
+from ..nn._checks import NonFiniteError
 from ..optim import Adam, clip_grad_norm_
 from .base import Claim, Table, plt
 
@@ -129,10 +130,13 @@ def fit(model, next_batch, loss_fn, optimizer, steps, *, max_norm=None, log_ever
         x, y = next_batch()
         for p in params:
             p.zero_grad()
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = model(x)
-            loss, grad_out = loss_fn(out, y)
-            model.backward(grad_out, input_grad=False)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = model(x)
+                loss, grad_out = loss_fn(out, y)
+                model.backward(grad_out, input_grad=False)
+        except NonFiniteError:  # the data is finite: an output or activation overflowed
+            loss = math.inf
         norm = math.sqrt(sum(float(np.sum(np.square(p.grad, dtype=np.float64))) for p in params))
         all_loss.append(loss)
         all_norm.append(norm)
@@ -162,9 +166,12 @@ def _finite_or_none(values):
 
 
 def evaluate(model, batch, loss_fn):
-    """Loss on a held-out batch, forward only."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        loss, _ = loss_fn(model(batch.x), batch.y)
+    """Loss on a held-out batch, forward only (inf if an activation overflows)."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, _ = loss_fn(model(batch.x), batch.y)
+    except NonFiniteError:
+        return math.inf
     return float(loss)
 
 

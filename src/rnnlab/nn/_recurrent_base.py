@@ -8,6 +8,7 @@ import numpy as np
 from .. import init
 from ..functional.gru import gru_backward, gru_forward
 from ..functional.recurrent import lstm_backward, lstm_forward, rnn_backward, rnn_forward
+from ._checks import check_parameter_memory
 from .module import Module, Parameter, grad_sinks
 
 GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}  # rows of W_ih per hidden unit, by mode
@@ -23,12 +24,17 @@ class _RecurrentBase(Module):
         rng = init.as_generator(rng)
         H = self.hidden_size
         bound = 1.0 / np.sqrt(H)
+        shapes = []
         for suffix, in_size in suffixes:
-            shapes = [("weight_ih", (self.gates * H, in_size)), ("weight_hh", (self.gates * H, H))]
+            shapes += [("weight_ih" + suffix, (self.gates * H, in_size)),
+                       ("weight_hh" + suffix, (self.gates * H, H))]
             if self.bias:
-                shapes += [("bias_ih", (self.gates * H,)), ("bias_hh", (self.gates * H,))]
-            for name, shape in shapes:
-                setattr(self, name + suffix, Parameter(init.uniform(shape, bound, rng, self.dtype)))
+                shapes += [("bias_ih" + suffix, (self.gates * H,)),
+                           ("bias_hh" + suffix, (self.gates * H,))]
+        # Refuse sizes that cannot fit before allocating any of them.
+        check_parameter_memory(self, [shape for _, shape in shapes])
+        for name, shape in shapes:
+            setattr(self, name, Parameter(init.uniform(shape, bound, rng, self.dtype)))
 
     def _weights(self, suffix):
         """(W_ih, W_hh, b_ih, b_hh) arrays for one layer and direction; biases None without bias."""
