@@ -54,7 +54,9 @@ import numpy as np
 from . import __version__
 from .data import adding_problem, copy_memory, load_digits_sequences, sine_forecast
 from .data.loader import Batch
+from .data.vowels import load_vowels_standardized, pad_or_cut, pad_sequences
 from .io import CheckpointError, atomic_write_bytes, load_checkpoint, read_checkpoint, save_checkpoint
+from .last_step import LastStepClassifier
 from .models import KINDS, SequenceModel
 from .nn import CrossEntropyLoss, MSELoss
 from .optim import SGD, Adam, clip_grad_norm_
@@ -63,7 +65,7 @@ __all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainError", "TrainingDiver
            "TASKS", "OPTIMIZERS", "checkpoint_path", "list_checkpoints", "latest_checkpoint",
            "read_metrics"]
 
-TASKS = ("adding", "copy", "sine", "digits")
+TASKS = ("adding", "copy", "sine", "digits", "vowels")
 OPTIMIZERS = ("sgd", "adam")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 DTYPES = ("float32", "float64")
@@ -74,10 +76,12 @@ TASK_OPTIONS = {
     "copy": {"seq_len": 20, "n_symbols": 8, "copy_length": 10},
     "sine": {"seq_len": 50, "noise": 0.0},
     "digits": {},
+    "vowels": {},
 }
 DEFAULT_LR = {"adam": 1e-3, "sgd": 1e-2}
 DEFAULT_MOMENTUM = 0.9  # SGD only
 DIGITS_TEST_FRACTION = 0.25
+VOWELS_TRAIN = 270  # utterances in the Japanese Vowels training split
 
 # Options that may change when a run is resumed: none of them changes a shape,
 # the data stream or the optimizer's state layout.
@@ -141,7 +145,7 @@ class TrainConfig:
 
     Attributes:
         model: "mlp", "rnn" or "lstm".
-        task: "adding", "copy", "sine" or "digits".
+        task: "adding", "copy", "sine", "digits" or "vowels".
         seq_len: T of adding/sine (default 50), the copy delay (default 20); unset for digits (T=8).
         n_symbols, copy_length: copy memory's alphabet K (8) and symbols to recall L (10).
         noise: sine's input noise std (0.0).
@@ -230,6 +234,9 @@ class TrainConfig:
             if updates["batch"] > n_train:
                 raise TrainError(f"batch must be at most {n_train} (the digits training set), "
                                  f"got {updates['batch']}")
+        if task == "vowels" and updates["batch"] > VOWELS_TRAIN:
+            raise TrainError(f"batch must be at most {VOWELS_TRAIN} (the Japanese Vowels training "
+                             f"set), got {updates['batch']}")
         return replace(c, **updates)
 
     def to_dict(self) -> dict:
@@ -263,6 +270,7 @@ class _Task:
     every_step: bool
     batch: Callable[[int, np.random.Generator], Batch]
     loss: Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
+    make_model: Callable[[np.random.Generator], Any] | None = None  # None: a SequenceModel
 
 
 def _mse(out, y):
@@ -308,6 +316,8 @@ def _make_task(c: TrainConfig, split_rng: np.random.Generator) -> _Task:
             return value, grad.reshape(out.shape)
 
         return _Task(classes, classes, steps, True, batch, loss)
+    if c.task == "vowels":
+        return _vowels_task(c)
     # digits: minibatches drawn without replacement from the fixed training split
     split = load_digits_sequences(rng=split_rng, test_fraction=DIGITS_TEST_FRACTION, dtype=dtype)
     x_train, y_train = split.x_train, split.y_train
@@ -317,6 +327,30 @@ def _make_task(c: TrainConfig, split_rng: np.random.Generator) -> _Task:
         return Batch(x_train[:, idx], y_train[idx])
 
     return _Task(8, 10, 8, False, batch, _cross_entropy)
+
+
+def _vowels_task(c: TrainConfig) -> _Task:
+    """Japanese Vowels, standardised on its training split; batches drawn without replacement.
+
+    The MLP sees every utterance padded or cut to the longest training one; a
+    recurrent model reads a Padded batch to each sequence's own end
+    (:class:`rnnlab.last_step.LastStepClassifier`).
+    """
+    data = load_vowels_standardized(dtype=np.dtype(c.dtype))
+    train, y_train = data["train"]
+    longest = max(s.shape[0] for s in train)
+
+    def batch(n, rng):
+        idx = rng.choice(len(train), size=n, replace=False)
+        x = pad_or_cut(train, longest, idx) if c.model == "mlp" else pad_sequences(train, idx)
+        return Batch(x, y_train[idx])
+
+    def model(rng):
+        return LastStepClassifier(c.model, 12, c.hidden, 9, num_layers=c.layers,
+                                  activation=c.activation, dtype=np.dtype(c.dtype), rng=rng)
+
+    return _Task(12, 9, longest, False, batch, _cross_entropy,
+                 None if c.model == "mlp" else model)
 
 
 # ---------------------------------------------------------------- files
@@ -453,11 +487,12 @@ class Trainer:
         c = self.config
         init_seq, data_seq, split_seq = np.random.SeedSequence(c.seed).spawn(3)
         self.task = _make_task(c, np.random.default_rng(split_seq))
-        self.model = SequenceModel(
-            c.model, self.task.input_size, c.hidden, self.task.output_size,
-            seq_len=self.task.seq_len, num_layers=c.layers, activation=c.activation,
-            every_step=self.task.every_step, dtype=np.dtype(c.dtype),
-            rng=np.random.default_rng(init_seq))
+        self.model = self.task.make_model(np.random.default_rng(init_seq)) if self.task.make_model \
+            else SequenceModel(
+                c.model, self.task.input_size, c.hidden, self.task.output_size,
+                seq_len=self.task.seq_len, num_layers=c.layers, activation=c.activation,
+                every_step=self.task.every_step, dtype=np.dtype(c.dtype),
+                rng=np.random.default_rng(init_seq))
         self.optimizer = self._make_optimizer()
         self.data_rng = np.random.default_rng(data_seq)
         self.step = 0
