@@ -1,4 +1,4 @@
-"""SequenceModel against the same composition in torch, for all three kinds."""
+"""SequenceModel against the same composition in torch, for every kind."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from conftest import assert_close, to_torch
 
 
 @pytest.mark.parametrize("kind,every_step", [("mlp", False), ("rnn", False), ("lstm", False),
-                                              ("rnn", True), ("lstm", True)])
+                                              ("gru", False), ("rnn", True), ("lstm", True),
+                                              ("gru", True)])
 def test_sequence_model_matches_torch(torch, kind, every_step):
     rng = np.random.default_rng(0)
     T, N, F, H, O, L = 5, 3, 4, 6, 2, 2
@@ -24,7 +25,7 @@ def test_sequence_model_matches_torch(torch, kind, every_step):
         theirs = tnn.ModuleDict({"body": tnn.Sequential(
             tnn.Linear(T * F, H), tnn.Tanh(), tnn.Linear(H, H), tnn.Tanh(), tnn.Linear(H, O))}).double()
     else:
-        body = (tnn.LSTM if kind == "lstm" else tnn.RNN)(F, H, L)
+        body = {"rnn": tnn.RNN, "lstm": tnn.LSTM, "gru": tnn.GRU}[kind](F, H, L)
         theirs = tnn.ModuleDict({"body": body, "head": tnn.Linear(H, O)}).double()
     theirs.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
 

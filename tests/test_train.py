@@ -103,7 +103,7 @@ def test_crash_between_checkpoints_resumes_from_the_last_one(tmp_path):
     assert _losses(tmp_path / "whole") == _losses(tmp_path / "crash")
 
 
-@pytest.mark.parametrize("model", ["mlp", "rnn", "lstm"])
+@pytest.mark.parametrize("model", ["mlp", "rnn", "lstm", "gru"])
 @pytest.mark.parametrize("task", ["adding", "copy", "sine", "digits"])
 def test_every_model_and_task_trains_and_resumes_exactly(tmp_path, model, task):
     sizes = {"adding": {"seq_len": 4}, "copy": {"seq_len": 3, "n_symbols": 3, "copy_length": 2},
@@ -247,7 +247,7 @@ def test_non_finite_gradient_names_the_parameter(tmp_path):
     ({"lr": -1.0}, "lr must be a finite number > 0"),
     ({"lr": 0.0}, "lr must be a finite number > 0"),
     ({"hidden": 0}, "hidden must be an integer >= 1"),
-    ({"model": "gru"}, "model must be one of mlp, rnn, lstm"),
+    ({"model": "transformer"}, "model must be one of mlp, rnn, lstm, gru"),
     ({"task": "digits", "seq_len": 5}, "seq_len applies to the adding/copy/sine"),
     ({"task": "adding", "noise": 0.1}, "noise applies to the sine"),
     ({"optimizer": "adam", "momentum": 0.9}, "momentum applies to the sgd"),

@@ -52,7 +52,7 @@ def finished_run(tmp_path_factory):
     (["--lr", "nan"], r"argument --lr: must be a finite number > 0"),
     (["--hidden", "0"], r"argument --hidden: must be >= 1, got 0"),
     (["--steps", "ten"], r"argument --steps: expected an integer, got 'ten'"),
-    (["--model", "gru"], r"argument --model: invalid choice: 'gru'"),
+    (["--model", "tcn"], r"argument --model: invalid choice: 'tcn'"),
     (["--task", "digits", "--seq-len", "5"], r"seq_len applies to the adding/copy/sine task"),
     (["--resume", "{tmp}/missing"], r"--resume \S+/missing: no such folder"),
     (["--resume", "{tmp}/a-file"], r"--resume \S+/a-file: not a folder"),
@@ -110,6 +110,16 @@ def test_huge_lr_exits_3_and_keeps_the_last_good_checkpoint(tmp_path):
 def _final_weights(run_dir):
     _, path = list_checkpoints(run_dir)[-1]
     return load_file(path)
+
+
+def test_model_gru_trains_a_gru(tmp_path):
+    """`--model gru` builds the GRU: its checkpoint holds weights of 3H rows, torch's names."""
+    out = tmp_path / "run"
+    proc = _cli(*[a if a != "lstm" else "gru" for a in SMALL], "--steps", 2, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    weights = _final_weights(out)
+    assert weights["model.body.weight_ih_l0"].shape == (15, 2)  # 3H × the adding task's 2 features
+    assert weights["model.body.weight_hh_l0"].shape == (15, 5)
 
 
 def test_sigint_saves_a_checkpoint_exits_130_and_resumes_exactly(tmp_path):

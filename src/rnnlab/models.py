@@ -1,11 +1,11 @@
-"""Whole models for sequence tasks: an MLP, RNN or LSTM body with a Linear head.
+"""Whole models for sequence tasks: an MLP, RNN, LSTM or GRU body with a Linear head.
 
-The lab, the trainer and the benchmark compare the three families on the same
+The lab, the trainer and the benchmark compare the families on the same
 inputs, so they share this one wrapper. Input is time-major, x (T, N, F):
 
 - ``"mlp"``: the flattened sequence, x → (N, T·F) → MLP → (N, out). It sees
   every step at once and has no notion of order beyond feature position.
-- ``"rnn"`` / ``"lstm"``: the recurrent body reads x step by step, and the
+- ``"rnn"`` / ``"lstm"`` / ``"gru"``: the recurrent body reads x step by step, and the
   head maps the last layer's last hidden state h_T (N, H) to (N, out); with
   ``every_step=True`` the head maps every h_t, giving (T, N, out).
 """
@@ -15,24 +15,24 @@ from __future__ import annotations
 import numpy as np
 
 from . import init
-from .nn import LSTM, MLP, RNN, Linear, Module
+from .nn import GRU, LSTM, MLP, RNN, Linear, Module
 from .nn._checks import check_array
 
-KINDS = ("mlp", "rnn", "lstm")
+KINDS = ("mlp", "rnn", "lstm", "gru")
 
 
 class SequenceModel(Module):
-    """One of the three families with a Linear head.
+    """One of the families with a Linear head.
 
     Args:
-        kind: "mlp", "rnn" or "lstm".
+        kind: "mlp", "rnn", "lstm" or "gru".
         input_size: features F per time step.
         hidden_size: hidden units H (per hidden layer for the MLP).
         output_size: outputs of the head (classes or regression targets).
         seq_len: T, needed by the MLP (its input is T·F wide); ignored otherwise.
         num_layers: hidden layers of the MLP, or stacked recurrent layers.
         activation: the MLP's activation ("sigmoid", "tanh", "relu"), or the
-            RNN's nonlinearity ("tanh", "relu"); ignored by the LSTM.
+            RNN's nonlinearity ("tanh", "relu"); ignored by the LSTM and the GRU.
         every_step: recurrent models only: apply the head at every step.
         dtype, rng: as in the layers.
 
@@ -61,7 +61,8 @@ class SequenceModel(Module):
                 self.body = RNN(input_size, hidden_size, num_layers, nonlinearity=activation,
                                 dtype=dtype, rng=rng)
             else:
-                self.body = LSTM(input_size, hidden_size, num_layers, dtype=dtype, rng=rng)
+                body = LSTM if kind == "lstm" else GRU
+                self.body = body(input_size, hidden_size, num_layers, dtype=dtype, rng=rng)
             self.head = Linear(hidden_size, output_size, dtype=dtype, rng=rng)
         self._shape = None
 

@@ -144,13 +144,13 @@ class TrainConfig:
     """Everything that defines a run; ``resolved()`` fills the task and optimizer defaults.
 
     Attributes:
-        model: "mlp", "rnn" or "lstm".
+        model: "mlp", "rnn", "lstm" or "gru".
         task: "adding", "copy", "sine", "digits" or "vowels".
         seq_len: T of adding/sine (default 50), the copy delay (default 20); unset for digits (T=8).
         n_symbols, copy_length: copy memory's alphabet K (8) and symbols to recall L (10).
         noise: sine's input noise std (0.0).
         hidden: hidden units H. layers: stacked recurrent layers / MLP hidden layers.
-        activation: the MLP's activation or the RNN's nonlinearity (ignored by the LSTM).
+        activation: the MLP's activation or the RNN's nonlinearity (ignored by the LSTM and GRU).
         optimizer: "sgd" or "adam"; lr (default 1e-2 for SGD, 1e-3 for Adam);
         momentum: SGD only (default 0.9); weight_decay: L2, both.
         clip: max gradient norm, or None for no clipping.

@@ -173,3 +173,74 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
         np.multiply(upstream, local, out=act)  # dL/dpre_t replaces the activations
         if last_dh or k < T - 1:
             np.matmul(act, weight_hh, out=dh)  # dL/dh_{t-1}
+
+
+def gru_forward_loop(gates, gh, states, weight_hh, bias_hh, reverse, zero_start=False):
+    """gates (T, N, 3H) hold gx_t and receive [r z n]_t; gh (T, N, 3H) receives gh_t.
+
+    states (T+1, N, H) holds the initial state and receives h_t. bias_hh (3H,)
+    or None. With ``zero_start`` the initial h is zero and the first step's
+    GEMM is skipped (gh_1 = b_hh).
+    """
+    T, N, G = gates.shape
+    H = G // 3
+    out, prev = state_views(states, reverse)
+    weight_hh_t = _recurrent_operand(weight_hh, T)  # (H, 3H)
+    r_h = np.empty((N, H), dtype=gates.dtype)  # r_t ⊙ gh_t[:, 2H:]
+    with np.errstate(over="ignore"):
+        for k, t in enumerate(sweep(T, reverse)):
+            if k or not zero_start:
+                np.matmul(prev[t], weight_hh_t, out=gh[t])
+            else:
+                gh[t] = 0
+            if bias_hh is not None:
+                gh[t] += bias_hh
+            rz, n = gates[t][:, :2 * H], gates[t][:, 2 * H:]  # (N, 2H), (N, H)
+            r, z = rz[:, :H], rz[:, H:]
+            rz += gh[t][:, :2 * H]
+            _sigmoid_(rz)
+            np.multiply(r, gh[t][:, 2 * H:], out=r_h)
+            n += r_h
+            np.tanh(n, out=n)
+            np.subtract(prev[t], n, out=out[t])  # h_t = n + z ⊙ (h_{t-1} - n)
+            out[t] *= z
+            out[t] += n
+
+
+def gru_backward_loop(gates, gh, states, weight_hh, grad_output, dh, reverse, last_dh=True):
+    """Overwrite gates (T, N, 3H) = [r z n]_t with dL/dgx_t and gh (T, N, 3H) with dL/dgh_t.
+
+    dh (N, H) enters as dL/dh_T and leaves as dL/dh_0 (with ``last_dh=False``
+    the GEMM of dL/dh_0 is skipped: dh is then stale).
+    """
+    T, N, G = gates.shape
+    H = G // 3
+    _, prev = state_views(states, reverse)
+    upstream = np.empty((N, 2 * H), dtype=gates.dtype)  # dL/d[r z]_t
+    u_r, u_z = upstream[:, :H], upstream[:, H:]
+    local = np.empty((N, 2 * H), dtype=gates.dtype)  # d[r z]_t / d(pre-activation)
+    u_n = np.empty((N, H), dtype=gates.dtype)  # dL/dn_t
+    tmp = np.empty((N, H), dtype=gates.dtype)
+    for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards
+        rz, n = gates[t][:, :2 * H], gates[t][:, 2 * H:]
+        r, z = rz[:, :H], rz[:, H:]
+        gh_rz, gh_n = gh[t][:, :2 * H], gh[t][:, 2 * H:]
+        if grad_output is not None:
+            dh += grad_output[t]
+        np.subtract(prev[t], n, out=u_z)
+        u_z *= dh
+        np.subtract(1, z, out=u_n)
+        u_n *= dh
+        dh *= z  # the direct path h_{t-1} -> h_t
+        np.multiply(n, n, out=tmp)
+        np.subtract(1, tmp, out=tmp)
+        np.multiply(u_n, tmp, out=n)  # dL/dgx_n replaces n
+        np.multiply(n, gh_n, out=u_r)
+        np.multiply(n, r, out=gh_n)  # dL/dgh_n replaces gh_n
+        np.subtract(1, rz, out=local)
+        local *= rz  # σ' = s(1 - s), for r and z at once
+        np.multiply(upstream, local, out=rz)  # dL/dgx_[r z] replaces r, z
+        gh_rz[...] = rz  # and is dL/dgh_[r z] too
+        if last_dh or k < T - 1:
+            np.matmul(gh[t], weight_hh, out=tmp)
+            dh += tmp  # dL/dh_{t-1}

@@ -66,11 +66,15 @@ _NO_OVERWRITE = (False, False, False, False)
 
 
 def _param_grads(d_pre, x, h_prev, has_bias, accumulate=None, overwrite=_NO_OVERWRITE,
-                 hh_steps=slice(None)):
+                 hh_steps=slice(None), d_pre_hh=None):
     """Weight and bias gradients from the pre-activation gradients of all steps.
 
     d_pre (T, N, G·H), x (T, N, I), h_prev (T, N, H) ->
     dW_ih (G·H, I), dW_hh (G·H, H), db (G·H,) or None (db is the same for b_ih and b_hh).
+
+    ``d_pre_hh`` (T, N, G·H), if given, is the gradient of the recurrent part
+    h_{t-1} W_hhᵀ + b_hh where it differs from d_pre's (the GRU's n gate): dW_hh
+    and db_hh come from it, and the result is (dW_ih, dW_hh, db_ih, db_hh).
 
     ``accumulate``, if given, is (dW_ih, dW_hh, db_ih, db_hh) arrays (biases
     None without bias) that the gradients are added into, without
@@ -83,17 +87,21 @@ def _param_grads(d_pre, x, h_prev, has_bias, accumulate=None, overwrite=_NO_OVER
     T, N, GH = d_pre.shape
     d2 = d_pre.reshape(T * N, GH)  # (T·N, G·H)
     x2 = x.reshape(T * N, -1)
-    d_hh = d_pre[hh_steps].reshape(-1, GH)  # (steps·N, G·H)
+    d_rec = d_pre if d_pre_hh is None else d_pre_hh
+    d_hh = d_rec[hh_steps].reshape(-1, GH)  # (steps·N, G·H)
     h_hh = h_prev[hh_steps].reshape(d_hh.shape[0], h_prev.shape[-1])  # (steps·N, H)
     grad_bias = column_sum(d2) if has_bias else None
+    grad_bias_hh = column_sum(d_rec.reshape(T * N, GH)) if has_bias and d_rec is not d_pre \
+        else grad_bias
     if accumulate is None:
-        return outer_sum(d2, x2), outer_sum(d_hh, h_hh), grad_bias
+        grads = outer_sum(d2, x2), outer_sum(d_hh, h_hh), grad_bias
+        return grads if d_pre_hh is None else grads + (grad_bias_hh,)
     acc_w_ih, acc_w_hh, acc_b_ih, acc_b_hh = accumulate
     accumulate_outer(acc_w_ih, d2, x2, overwrite[0])
     accumulate_outer(acc_w_hh, d_hh, h_hh, overwrite[1])
     if has_bias:
         add_into(acc_b_ih, grad_bias, overwrite[2])
-        add_into(acc_b_hh, grad_bias, overwrite[3])
+        add_into(acc_b_hh, grad_bias_hh, overwrite[3])
     return None
 
 

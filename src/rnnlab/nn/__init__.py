@@ -1,5 +1,6 @@
 """Stateful modules that hold Parameters and call rnnlab.functional."""
 
+from .gru import GRU, GRUCell
 from .linear import MLP, Linear, ReLU, Sequential, Sigmoid, Tanh
 from .losses import CrossEntropyLoss, MSELoss
 from .module import BackwardBeforeForwardError, Module, Parameter
@@ -7,5 +8,6 @@ from .recurrent import LSTM, RNN, LSTMCell, RNNCell
 
 __all__ = [
     "Module", "Parameter", "BackwardBeforeForwardError", "Linear", "Sigmoid", "Tanh", "ReLU",
-    "Sequential", "MLP", "RNNCell", "LSTMCell", "RNN", "LSTM", "MSELoss", "CrossEntropyLoss",
+    "Sequential", "MLP", "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM",
+    "GRU", "MSELoss", "CrossEntropyLoss",
 ]

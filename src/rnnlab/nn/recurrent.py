@@ -1,4 +1,4 @@
-"""Recurrent layers: RNNCell, LSTMCell, and the multi-layer RNN and LSTM.
+"""Recurrent layers: RNNCell, LSTMCell, and the multi-layer RNN and LSTM (the GRU: nn/gru.py).
 
 Names, shapes, gate order (i, f, g, o), the pair of biases, the init
 U(-1/√H, 1/√H) and the state shapes are those of torch.nn, so a state_dict
@@ -12,9 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init
+from ..functional.gru import gru_backward, gru_forward
 from ..functional.recurrent import lstm_backward, lstm_forward, rnn_backward, rnn_forward
 from ._checks import check_array, check_dtype, check_positive_int, require_cache
 from .module import Module, Parameter, grad_sinks
+
+GATES = {"RNN": 1, "LSTM": 4, "GRU": 3}  # rows of W_ih per hidden unit, by mode
 
 
 class _RecurrentBase(Module):
@@ -48,6 +51,9 @@ class _RecurrentBase(Module):
             (out, h_n, c_n), cache = lstm_forward(x, states[0], states[1], w_ih, w_hh, b_ih, b_hh,
                                                   reverse=reverse)
             return out, (h_n, c_n), cache
+        if self.mode == "GRU":
+            (out, h_n), cache = gru_forward(x, states[0], w_ih, w_hh, b_ih, b_hh, reverse=reverse)
+            return out, (h_n,), cache
         (out, h_n), cache = rnn_forward(x, states[0], w_ih, w_hh, b_ih, b_hh,
                                         nonlinearity=self.nonlinearity, reverse=reverse)
         return out, (h_n,), cache
@@ -65,9 +71,10 @@ class _RecurrentBase(Module):
                     accumulate=accumulate, overwrite=overwrite, state_grad=state_grad)
                 grad_states = (grad_h0, grad_c0)
             else:
-                grad_x, grad_h0, _ = rnn_backward(cache, grad_out, grad_states[0],
-                                                  input_grad=input_grad, accumulate=accumulate,
-                                                  overwrite=overwrite, state_grad=state_grad)
+                backward = gru_backward if self.mode == "GRU" else rnn_backward
+                grad_x, grad_h0, _ = backward(cache, grad_out, grad_states[0],
+                                              input_grad=input_grad, accumulate=accumulate,
+                                              overwrite=overwrite, state_grad=state_grad)
                 grad_states = (grad_h0,)
         return grad_x, grad_states
 
@@ -92,7 +99,7 @@ class _SequenceLayer(_RecurrentBase):
                  bias=True, batch_first=False, bidirectional=False, *, dtype=np.float32, rng=None):
         super().__init__()
         self.mode = mode
-        self.gates = 4 if mode == "LSTM" else 1
+        self.gates = GATES[mode]
         self.input_size = check_positive_int(input_size, "input_size")
         self.hidden_size = check_positive_int(hidden_size, "hidden_size")
         self.num_layers = check_positive_int(num_layers, "num_layers")
@@ -353,7 +360,7 @@ class _Cell(_RecurrentBase):
     def __init__(self, mode, input_size, hidden_size, bias, nonlinearity, dtype, rng):
         super().__init__()
         self.mode = mode
-        self.gates = 4 if mode == "LSTM" else 1
+        self.gates = GATES[mode]
         self.input_size = check_positive_int(input_size, "input_size")
         self.hidden_size = check_positive_int(hidden_size, "hidden_size")
         self.bias = bool(bias)
