@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from ..data import load_vowels_standardized, pad_or_cut, pad_sequences
+from ..data import load_japanese_vowels, load_vowels_standardized, pad_or_cut, pad_sequences
 from ..data.vowels import VOWELS_CLASSES, VOWELS_FEATURES
 from ..last_step import LastStepClassifier, available_kinds
 from ..models import SequenceModel
@@ -48,7 +48,7 @@ MODELS = ("mlp", "rnn", "lstm", "gru")
 THRESHOLDS = (0.9, 0.95)
 
 _COMMON = {"models": list(MODELS), "hidden": 64, "mlp_hidden": 128, "mlp_length": None,
-           "batch": 32, "lr": 0.005, "cosine": True, "clip": 1.0, "eval_every": 1, "warmup": 5,
+           "batch": 32, "lr": 0.01, "cosine": True, "clip": 1.0, "eval_every": 1, "warmup": 5,
            "tie_band": 0.01, "cost_target": 0.75, "cost_slack": 0.05}
 PRESETS = {
     "quick": {**_COMMON, "epochs": 20, "seeds": [0, 1]},
@@ -216,7 +216,8 @@ def run(config, *, rng, progress):
     runs = {k: [] for k in kinds}
     for kind, seed in progress.track(jobs, "vowels: models x seeds"):
         runs[kind].append(run_one(config, kind, seed))
-    return {"config": dict(config), "n_train": 270, "n_test": 370, "notes": notes,
+    sizes = {split: len(load_japanese_vowels(split)[1]) for split in ("train", "test")}
+    return {"config": dict(config), "n_train": sizes["train"], "n_test": sizes["test"], "notes": notes,
             "runs": runs, **summarize(config, runs), "published": PUBLISHED}
 
 
