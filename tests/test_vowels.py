@@ -220,12 +220,14 @@ def result():
 
 def test_experiment_numbers(result):
     models = result["models"]
-    assert set(models) == {"mlp"} | set(KINDS)
+    assert set(models) == {"mlp", "mlp_cut"} | set(KINDS)
     assert ("gru" in KINDS) == (not result["notes"])  # a missing GRU is said, not hidden
     H = TINY["hidden"]
     assert models["lstm"]["parameters"] == 4 * (12 * H + H * H + 2 * H) + 9 * H + 9
     assert models["rnn"]["parameters"] == (12 * H + H * H + 2 * H) + 9 * H + 9
-    assert models["mlp"]["parameters"] == 26 * 12 * TINY["mlp_hidden"] + TINY["mlp_hidden"] * 10 + 9
+    for kind, length in (("mlp", 26), ("mlp_cut", 7)):  # the longest and shortest in training
+        assert result["runs"][kind][0]["mlp_length"] == length
+        assert models[kind]["parameters"] == length * 12 * TINY["mlp_hidden"] + TINY["mlp_hidden"] * 10 + 9
     for kind, m in models.items():
         runs = result["runs"][kind]
         assert [r["seed"] for r in runs] == TINY["seeds"]
@@ -235,7 +237,10 @@ def test_experiment_numbers(result):
         assert all(r["test_accuracy"] > 0.2 for r in runs), kind  # chance is 1/9
         assert all([p["epoch"] for p in r["curve"]] == [1, 2] for r in runs)
         assert all(r["steps"] == 2 * 5 for r in runs)  # ceil(270 / 64) batches per epoch
-    assert result["runs"]["mlp"][0]["test_sequences_cut"] > 0  # test has longer ones than train
+    test_lengths = [s.shape[0] for s in load_japanese_vowels("test")[0]]
+    for kind, length in (("mlp", 26), ("mlp_cut", 7)):
+        cut = sum(T > length for T in test_lengths)
+        assert result["runs"][kind][0]["test_sequences_cut"] == cut > 0
 
 
 def test_run_one_depends_only_on_its_arguments():
@@ -288,7 +293,9 @@ def test_verdicts_follow_the_numbers(result):
 
 def test_tables_and_plot(result, tmp_path):
     main, published, *rest = vowels.tables(result)
-    assert [r[0] for r in main.rows] == [k.upper() for k in result["models"]]
+    assert [r[0] for r in main.rows] == [
+        f"MLP padded to 26 ({result['runs']['mlp'][0]['test_sequences_cut']} test cut)",
+        "MLP cut to 7"] + [k.upper() for k in KINDS]
     assert any("Kudo" in r[0] and r[1] == "0.941" for r in published.rows)
     assert len(rest) == (1 if result["notes"] else 0)
     (path,) = vowels.plots(result, tmp_path)
