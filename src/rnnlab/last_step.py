@@ -1,4 +1,4 @@
-"""A recurrent classifier on sequences of different lengths: the head reads each one's own last step.
+"""A recurrent classifier on sequences of different lengths: the head reads each one's last step.
 
 A batch of sequences of lengths ℓ_n is zero-padded after each end to the
 longest, x (T, N, F) (see :func:`rnnlab.data.pad_sequences`). A unidirectional
@@ -62,7 +62,7 @@ def gather_last(output, lengths) -> np.ndarray:
 
 
 def scatter_last(grad_last, lengths, T) -> np.ndarray:
-    """The backward of :func:`gather_last`: dL/dh_last placed at each sequence's last step, zeros elsewhere.
+    """The backward of :func:`gather_last`: dL/dh_last at each last step, zeros elsewhere.
 
     Shapes: grad_last (N, H), lengths (N,) -> grad_output (T, N, H).
     """
@@ -111,7 +111,8 @@ class LastStepClassifier(Module):
         check_array(x, f"LastStepClassifier({self.kind}) input", self.dtype, ndims=(3,),
                     last_dim=self.input_size)
         T, N, _ = x.shape
-        lengths = np.full(N, T, dtype=np.int64) if lengths is None else _check_lengths(lengths, T, N)
+        lengths = (np.full(N, T, dtype=np.int64) if lengths is None
+                   else _check_lengths(lengths, T, N))
         output, _ = self.body(x)  # (T, N, H)
         self._lengths = (lengths, T)
         return self.head(gather_last(output, lengths))  # (N, C)

@@ -12,7 +12,8 @@ beside it; it loads with no network.
 Standardisation: the per-coefficient mean and standard deviation over every
 frame of the *training* split,
 
-    mean[f] = Σ_i Σ_t x_i[t, f] / Σ_i T_i,   std[f] = sqrt(Σ_i Σ_t (x_i[t, f] - mean[f])² / Σ_i T_i)
+    mean[f] = Σ_i Σ_t x_i[t, f] / Σ_i T_i
+    std[f]  = sqrt(Σ_i Σ_t (x_i[t, f] - mean[f])² / Σ_i T_i)
     z_i[t, f] = (x_i[t, f] - mean[f]) / std[f]
 
 are applied to both splits, so nothing about the test set leaks into training.
@@ -65,7 +66,8 @@ def _check_split(split) -> str:
 
 @lru_cache(maxsize=1)
 def _raw() -> dict:
-    """The shipped arrays, read once: x_<split> (frames, 12) int32, lengths_<split>, labels_<split>."""
+    """The shipped arrays, read once and read-only: x_<split> (frames, 12) int32,
+    lengths_<split>, labels_<split>."""
     with resources.files(__package__).joinpath(_FILE).open("rb") as f, np.load(f) as npz:
         arrays = {k: npz[k] for k in npz.files}
     for a in arrays.values():

@@ -50,8 +50,9 @@ MLPS = ("mlp", "mlp_cut")  # padded to the longest, cut to the shortest
 MODELS = MLPS + ("rnn", "lstm", "gru")
 THRESHOLDS = (0.9, 0.95)
 
-_COMMON = {"models": list(MODELS), "hidden": 64, "mlp_hidden": 128, "mlp_length": None, "mlp_cut_length": None,
-           "batch": 32, "lr": 0.01, "cosine": True, "clip": 1.0, "eval_every": 1, "warmup": 5,
+_COMMON = {"models": list(MODELS), "hidden": 64, "mlp_hidden": 128, "mlp_length": None,
+           "mlp_cut_length": None, "batch": 32, "lr": 0.01, "cosine": True, "clip": 1.0,
+           "eval_every": 1, "warmup": 5,
            "tie_band": 0.01, "cost_target": 0.75, "cost_slack": 0.05}
 PRESETS = {
     "quick": {**_COMMON, "epochs": 20, "seeds": [0, 1]},
@@ -199,9 +200,10 @@ def summarize(config, runs) -> dict:
             return max(kinds, key=lambda k: models[k]["accuracy"]["mean"])
         pairs["recurrent_vs_mlp"] = _paired(runs, best(recurrent), best(mlps))
     if "gru" in models and "lstm" in models:
-        pairs["gru_vs_lstm"] = _paired(runs, "gru", "lstm")
-        pairs["gru_vs_lstm"]["time_ratio"] = models["gru"]["step_median"] / models["lstm"]["step_median"]
-        pairs["gru_vs_lstm"]["param_ratio"] = models["gru"]["parameters"] / models["lstm"]["parameters"]
+        gru, lstm = models["gru"], models["lstm"]
+        pairs["gru_vs_lstm"] = {**_paired(runs, "gru", "lstm"),
+                                "time_ratio": gru["step_median"] / lstm["step_median"],
+                                "param_ratio": gru["parameters"] / lstm["parameters"]}
     return {"models": models, "pairs": pairs}
 
 
@@ -223,8 +225,8 @@ def run(config, *, rng, progress):
     for kind, seed in progress.track(jobs, "vowels: models x seeds"):
         runs[kind].append(run_one(config, kind, seed))
     sizes = {split: len(load_japanese_vowels(split)[1]) for split in ("train", "test")}
-    return {"config": dict(config), "n_train": sizes["train"], "n_test": sizes["test"], "notes": notes,
-            "runs": runs, **summarize(config, runs), "published": PUBLISHED}
+    return {"config": dict(config), "n_train": sizes["train"], "n_test": sizes["test"],
+            "notes": notes, "runs": runs, **summarize(config, runs), "published": PUBLISHED}
 
 
 # ------------------------------------------------------------------ report
@@ -263,7 +265,8 @@ def tables(result):
     published = Table("Published test accuracies on the same split, beside ours",
                       ["method", "test accuracy"],
                       [list(p) for p in result["published"]]
-                      + [[f"rnnlab {_label(result, k)} (this run, mean of {m['accuracy']['n']} seeds)",
+                      + [[f"rnnlab {_label(result, k)} (this run, mean of "
+                          f"{m['accuracy']['n']} seeds)",
                           f"{m['accuracy']['mean']:.3f}"] for k, m in result["models"].items()])
     out = [main, published]
     if result["notes"]:
@@ -319,7 +322,8 @@ def claims(result):
 def plots(result, out_dir):
     pyplot = plt()
     fig, (ax_acc, ax_time) = pyplot.subplots(1, 2, figsize=(11, 4))
-    colors = {"mlp": "tab:gray", "mlp_cut": "tab:brown", "rnn": "tab:blue", "lstm": "tab:orange", "gru": "tab:green"}
+    colors = {"mlp": "tab:gray", "mlp_cut": "tab:brown", "rnn": "tab:blue",
+              "lstm": "tab:orange", "gru": "tab:green"}
     for i, (kind, m) in enumerate(result["models"].items()):
         c = colors.get(kind, f"C{i}")
         iv = m["accuracy"]
@@ -328,13 +332,15 @@ def plots(result, out_dir):
         err = None if iv["low"] is None else [[iv["mean"] - iv["low"]], [iv["high"] - iv["mean"]]]
         ax_acc.errorbar([i + 0.3], [iv["mean"]], yerr=err, fmt="o", color="black", capsize=3)
         for j, r in enumerate(result["runs"][kind]):
-            ax_time.plot([p["seconds"] for p in r["curve"]], [p["test_accuracy"] for p in r["curve"]],
+            ax_time.plot([p["seconds"] for p in r["curve"]],
+                         [p["test_accuracy"] for p in r["curve"]],
                          color=c, lw=0.9, alpha=0.6, label=_label(result, kind) if j == 0 else None)
     ax_acc.axhline(0.941, color="tab:red", lw=0.8, ls=":", label="Kudo et al. 1999 (0.941)")
     ax_acc.axhline(0.95, color="tab:purple", lw=0.8, ls="--", label="1-NN DTW (≈ 0.95)")
     ax_acc.axhspan(0.97, 0.99, color="tab:green", alpha=0.12, label="best published (0.97-0.99)")
     ax_acc.set_xticks(range(len(result["models"])),
-                      [_label(result, k).replace(" (", "\n(") for k in result["models"]], fontsize=7)
+                      [_label(result, k).replace(" (", "\n(") for k in result["models"]],
+                      fontsize=7)
     ax_acc.set(ylabel="test accuracy", title="Test accuracy per seed, mean and 95 % interval")
     for th in THRESHOLDS:
         ax_time.axhline(th, color="grey", lw=0.8, ls="--")
