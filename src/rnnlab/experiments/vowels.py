@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 from ..data import load_japanese_vowels, load_vowels_standardized, pad_or_cut, pad_sequences
+from ..bench.machine import pinned_threads
 from ..data.vowels import VOWELS_CLASSES, VOWELS_FEATURES
 from ..last_step import LastStepClassifier, available_kinds
 from ..models import SequenceModel
@@ -52,7 +53,7 @@ THRESHOLDS = (0.9, 0.95)
 
 _COMMON = {"models": list(MODELS), "hidden": 64, "mlp_hidden": 128, "mlp_length": None,
            "mlp_cut_length": None, "batch": 32, "lr": 0.01, "cosine": True, "clip": 1.0,
-           "eval_every": 1, "warmup": 5,
+           "eval_every": 1, "warmup": 5, "threads": 1,
            "tie_band": 0.01, "cost_target": 0.75, "cost_slack": 0.05}
 PRESETS = {
     "quick": {**_COMMON, "epochs": 20, "seeds": [0, 1]},
@@ -105,7 +106,18 @@ def run_one(config, model, seed) -> dict:
     streams), so that every model sees the same batches for the same seed.
     Training seconds count the training steps (batch padding included), not
     the test evaluations nor the warm-up step that compiles the loops.
+
+    BLAS runs on ``config["threads"]`` threads (1 by default): these products
+    ((32, 12)·(12, 4·64) and (32, 64)·(64, 4·64) per step) are far too small
+    to share, and with two threads OpenBLAS's spinning worker made a run 4×
+    slower on this project's busy 2-core machine. One thread per run also
+    lets seeds run side by side in separate processes.
     """
+    with pinned_threads(config["threads"]):
+        return _train(config, model, seed)
+
+
+def _train(config, model, seed) -> dict:
     if model not in MLPS + available_kinds():
         raise ValueError(f"model must be one of {MLPS + available_kinds()}, got {model!r}")
     data = load_vowels_standardized(dtype=np.float32)
