@@ -270,8 +270,9 @@ def tables(result):
                      " ".join(f"{a:.3f}" for a in m["accuracies"]),
                      f"{m['step_median'] * 1e3:.2f}", *reach])
     main = Table("Japanese Vowels: test accuracy over seeds (mean [95 % t interval]), training "
-                 "step time, and training seconds to reach 90 % / 95 % test accuracy (checked after "
-                 "every eval_every epochs; median over the seeds that reached it, reached/seeds)",
+                 "step time, and training seconds to reach 90 % / 95 % test accuracy (checked "
+                 "after every eval_every epochs; median over the seeds that reached it, "
+                 "reached/seeds)",
                  ["model", "parameters", "test accuracy", "per seed", "step ms (median)",
                   "s to 90 %", "s to 95 %"], rows)
     published = Table("Published test accuracies on the same split, beside ours",
