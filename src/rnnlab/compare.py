@@ -21,7 +21,7 @@ from .experiments.base import Progress
 from .report.builder import build_report, summary_table, collect_claims
 
 # Run order: cheap and headline results first.
-EXPERIMENTS = ("digits", "training_time", "scaling", "gradient_flow", "memory_tasks",
+EXPERIMENTS = ("digits", "vowels", "training_time", "scaling", "gradient_flow", "memory_tasks",
                "parallelism")
 PRESETS = ("quick", "default", "full")
 

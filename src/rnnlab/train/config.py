@@ -14,7 +14,7 @@ __all__ = ["TrainConfig", "TrainError", "TASKS", "OPTIMIZERS", "ACTIVATIONS", "D
            "TASK_OPTIONS", "DEFAULT_LR", "DEFAULT_MOMENTUM", "DIGITS_TEST_FRACTION",
            "RESUMABLE_OVERRIDES"]
 
-TASKS = ("adding", "copy", "sine", "digits")
+TASKS = ("adding", "copy", "sine", "digits", "vowels")
 OPTIMIZERS = ("sgd", "adam")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 DTYPES = ("float32", "float64")
@@ -25,10 +25,12 @@ TASK_OPTIONS = {
     "copy": {"seq_len": 20, "n_symbols": 8, "copy_length": 10},
     "sine": {"seq_len": 50, "noise": 0.0},
     "digits": {},
+    "vowels": {},
 }
 DEFAULT_LR = {"adam": 1e-3, "sgd": 1e-2}
 DEFAULT_MOMENTUM = 0.9  # SGD only
 DIGITS_TEST_FRACTION = 0.25
+VOWELS_TRAIN = 270  # utterances in the Japanese Vowels training split
 
 # Options that may change when a run is resumed: none of them changes a shape,
 # the data stream or the optimizer's state layout.
@@ -71,7 +73,7 @@ class TrainConfig:
 
     Attributes:
         model: "mlp", "rnn", "lstm" or "gru".
-        task: "adding", "copy", "sine" or "digits".
+        task: "adding", "copy", "sine", "digits" or "vowels".
         seq_len: T of adding/sine (default 50), the copy delay (default 20); unset for digits (T=8).
         n_symbols, copy_length: copy memory's alphabet K (8) and symbols to recall L (10).
         noise: sine's input noise std (0.0).
@@ -160,6 +162,9 @@ class TrainConfig:
             if updates["batch"] > n_train:
                 raise TrainError(f"batch must be at most {n_train} (the digits training set), "
                                  f"got {updates['batch']}")
+        if task == "vowels" and updates["batch"] > VOWELS_TRAIN:
+            raise TrainError(f"batch must be at most {VOWELS_TRAIN} (the Japanese Vowels training "
+                             f"set), got {updates['batch']}")
         return replace(c, **updates)
 
     def to_dict(self) -> dict:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from ..data import adding_problem, copy_memory, load_digits_sequences, sine_forecast
 from ..data.loader import Batch
+from ..data.vowels import load_vowels_standardized, pad_or_cut, pad_sequences
+from ..last_step import LastStepClassifier
 from ..nn import CrossEntropyLoss, MSELoss
 from .config import DIGITS_TEST_FRACTION, TrainConfig
 
@@ -30,6 +32,7 @@ class _Task:
     batch: Callable[[int, np.random.Generator], Batch]
     loss: Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
     held_out: Batch | None = None  # the fixed batch of the held-out loss
+    make_model: Callable[[np.random.Generator], Any] | None = None  # None: a SequenceModel
 
 
 def _mse(out, y):
@@ -79,6 +82,8 @@ def _make_task(c: TrainConfig, split_rng: np.random.Generator) -> _Task:
             return value, grad.reshape(out.shape)
 
         return _Task(classes, classes, steps, True, batch, loss)
+    if c.task == "vowels":
+        return _vowels_task(c)
     # digits: minibatches drawn without replacement from the fixed training split
     split = load_digits_sequences(rng=split_rng, test_fraction=DIGITS_TEST_FRACTION, dtype=dtype)
     x_train, y_train = split.x_train, split.y_train
@@ -89,3 +94,32 @@ def _make_task(c: TrainConfig, split_rng: np.random.Generator) -> _Task:
 
     return _Task(8, 10, 8, False, batch, _cross_entropy,
                  held_out=Batch(split.x_test, split.y_test))
+
+
+def _vowels_task(c: TrainConfig) -> _Task:
+    """Japanese Vowels, standardised on its training split; batches drawn without replacement.
+
+    The MLP sees every utterance padded or cut to the longest training one; a
+    recurrent model reads a Padded batch to each sequence's own end
+    (:class:`rnnlab.last_step.LastStepClassifier`). The held-out loss is the test split's.
+    """
+    data = load_vowels_standardized(dtype=np.dtype(c.dtype))
+    (train, y_train), (test, y_test) = data["train"], data["test"]
+    longest = max(s.shape[0] for s in train)
+
+    def frames(sequences, idx=None):
+        if c.model == "mlp":
+            return pad_or_cut(sequences, longest, idx)
+        return pad_sequences(sequences, idx)
+
+    def batch(n, rng):
+        idx = rng.choice(len(train), size=n, replace=False)
+        return Batch(frames(train, idx), y_train[idx])
+
+    def model(rng):
+        return LastStepClassifier(c.model, 12, c.hidden, 9, num_layers=c.layers,
+                                  activation=c.activation, dtype=np.dtype(c.dtype), rng=rng)
+
+    return _Task(12, 9, longest, False, batch, _cross_entropy,
+                 held_out=Batch(frames(test), y_test),
+                 make_model=None if c.model == "mlp" else model)

@@ -76,16 +76,19 @@ class Trainer:
         c = self.config
         init_seq, data_seq, split_seq, held_out_seq = np.random.SeedSequence(c.seed).spawn(4)
         self.task = _make_task(c, np.random.default_rng(split_seq))
-        eval_n = HELD_OUT if self.task.held_out is None else self.task.held_out.x.shape[1]
+        eval_n = HELD_OUT if self.task.held_out is None else len(self.task.held_out.y)
         require_training_memory(c, self.task.input_size, self.task.output_size,
                                 self.task.seq_len, eval_n)
         if self.task.held_out is None:
             self.task.held_out = self.task.batch(HELD_OUT, np.random.default_rng(held_out_seq))
-        self.model = SequenceModel(
-            c.model, self.task.input_size, c.hidden, self.task.output_size,
-            seq_len=self.task.seq_len, num_layers=c.layers, activation=c.activation,
-            every_step=self.task.every_step, dtype=np.dtype(c.dtype),
-            rng=np.random.default_rng(init_seq))
+        init_rng = np.random.default_rng(init_seq)
+        if self.task.make_model is not None:  # a task with its own model (vowels' recurrent ones)
+            self.model = self.task.make_model(init_rng)
+        else:
+            self.model = SequenceModel(
+                c.model, self.task.input_size, c.hidden, self.task.output_size,
+                seq_len=self.task.seq_len, num_layers=c.layers, activation=c.activation,
+                every_step=self.task.every_step, dtype=np.dtype(c.dtype), rng=init_rng)
         self.optimizer = self._make_optimizer()
         self.data_rng = np.random.default_rng(data_seq)
         self.step = 0
