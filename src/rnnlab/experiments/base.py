@@ -12,7 +12,9 @@ An experiment is a module in :mod:`rnnlab.experiments` with:
   with a verdict *computed from* ``result`` (never fixed text: feed it other
   numbers and the verdict changes);
 - ``tables(result) -> list[Table]`` and ``plots(result, out_dir) -> list[Path]``
-  (PNG files written with matplotlib's Agg backend).
+  (PNG files written with :func:`rnnlab.report.style.save`, which stores each
+  figure's one-line caption; colours and markers per model come from
+  :mod:`rnnlab.report.style`).
 
 ``claims``, ``tables`` and ``plots`` read only the result dict, so a report
 can be rebuilt from a saved results.json without rerunning anything.
@@ -38,12 +40,15 @@ class Claim:
         claim: the claim in one sentence, as courses state it.
         verdict: "supported", "not supported" or "nuanced".
         evidence: one sentence with the number(s) that decided the verdict.
+        headline: the one number a reader needs, short, for the report's claims
+            table, e.g. "LSTM 0.989 vs RNN 0.973" ("" when there is none).
     """
 
     key: str
     claim: str
     verdict: str
     evidence: str
+    headline: str = ""
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -124,10 +129,8 @@ def _t975(dof: int) -> float:
 
 
 def plt():
-    """matplotlib.pyplot with the non-interactive Agg backend (no display needed)."""
-    import matplotlib
+    """matplotlib.pyplot on the Agg backend (no display needed), with the report's figure style
+    (fonts, grid; see :mod:`rnnlab.report.style`)."""
+    from ..report.style import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as pyplot
-
-    return pyplot
+    return pyplot()

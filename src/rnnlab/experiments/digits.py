@@ -22,6 +22,8 @@ from ..data import load_digits_sequences, minibatches
 from ..models import SequenceModel
 from ..nn import CrossEntropyLoss
 from ..optim import Adam
+from ..report import style
+from ..report.format import sig_figs
 from .base import Claim, Table, plt, time_stats
 
 NAME = "digits"
@@ -160,7 +162,8 @@ def claims(result):
         verdict = "not supported"
     out.append(Claim("digits-accuracy", claim, verdict,
                      "Test accuracy " + ", ".join(f"{k.upper()} {v:.3f}" for k, v in accs.items())
-                     + f"; spread {spread:.3f} (a gap under 0.02 counts as a tie)."))
+                     + f"; spread {spread:.3f} (a gap under 0.02 counts as a tie).",
+                     " vs ".join(f"{k.upper()} {v:.3f}" for k, v in sorted(accs.items(), key=lambda kv: -kv[1]))))
 
     fractions = sorted(next(iter(models.values()))["robustness"], key=float)
     worst = fractions[-1]
@@ -176,7 +179,9 @@ def claims(result):
         verdict = "not supported"
     out.append(Claim("digits-missing-inputs", claim, verdict,
                      f"Accuracy lost with {float(worst):.0%} of pixels missing: "
-                     + ", ".join(f"{k.upper()} {v:.3f}" for k, v in drops.items()) + "."))
+                     + ", ".join(f"{k.upper()} {v:.3f}" for k, v in drops.items()) + ".",
+                     f"lost at {float(worst):.0%} missing: "
+                     + ", ".join(f"{k.upper()} {v:.2f}" for k, v in drops.items())))
 
     times = {k: m["step_time"]["median"] for k, m in models.items()}
     claim = "An MLP trains faster per step than an RNN, and an RNN faster than an LSTM."
@@ -184,28 +189,29 @@ def claims(result):
     verdict = "supported" if ordered else ("nuanced" if times["mlp"] < times["lstm"] else "not supported")
     out.append(Claim("digits-step-time", claim, verdict,
                      "Median step time " + ", ".join(f"{k.upper()} {v * 1e3:.3f} ms"
-                                                     for k, v in times.items()) + "."))
+                                                     for k, v in times.items()) + ".",
+                     ", ".join(f"{k.upper()} {sig_figs(v * 1e3)} ms" for k, v in times.items())))
     return out
 
 
 def plots(result, out_dir):
     pyplot = plt()
-    fig, (ax_steps, ax_robust) = pyplot.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_steps, ax_robust) = pyplot.subplots(1, 2, figsize=(10, 3.6))
     for kind, m in result["models"].items():
         steps = [p["step"] for p in m["curve"]]
-        ax_steps.plot(steps, [p["test_accuracy"] for p in m["curve"]], label=kind.upper())
+        ax_steps.plot(steps, [p["test_accuracy"] for p in m["curve"]], markevery=max(len(steps) // 8, 1),
+                      **style.model_style(kind))
         fr = sorted(m["robustness"], key=float)
-        ax_robust.plot([float(f) for f in fr], [m["robustness"][f] for f in fr], marker="o",
-                       label=kind.upper())
-    ax_steps.axhline(result["config"]["target_accuracy"], color="grey", lw=0.8, ls="--")
+        ax_robust.plot([float(f) for f in fr], [m["robustness"][f] for f in fr], **style.model_style(kind))
+    target = result["config"]["target_accuracy"]
+    ax_steps.axhline(target, color=style.NEUTRAL, lw=0.8, ls="--")
     ax_steps.set(xlabel="training step", ylabel="test accuracy", title="Learning curves")
     ax_robust.set(xlabel="fraction of pixels missing", ylabel="test accuracy",
                   title="Missing inputs at test time")
-    for ax in (ax_steps, ax_robust):
-        ax.legend()
-        ax.grid(alpha=0.3)
+    style.legend_outside(ax_robust)
     fig.tight_layout()
-    path = out_dir / "digits.png"
-    fig.savefig(path, dpi=110)
-    pyplot.close(fig)
-    return [path]
+    best = max(result["models"], key=lambda k: result["models"][k]["test_accuracy"])
+    return [style.save(fig, out_dir / "digits.png",
+                       f"Left: test accuracy while training (dashed: the {target:.0%} target); right: how "
+                       f"much each model keeps when pixels go missing. Best final accuracy: "
+                       f"{style.model_label(best)}.")]

@@ -38,6 +38,7 @@ from threadpoolctl import threadpool_limits
 from ..data import adding_baseline_mse, adding_problem
 from ..models import SequenceModel
 from ..optim import SGD, Adam
+from ..report import style
 from .base import Claim, Table, plt
 from .memory_tasks import adding_loss, evaluate, fit
 
@@ -392,7 +393,8 @@ def claims(result):
         "rnn-vanishing", "A vanilla RNN's gradients vanish over long spans.", verdict,
         f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over T={T} at init: tanh RNN {_fmt(tanh_i)}, relu RNN "
         f"{_fmt(relu_i)} ({relu_note}); after {steps} training steps: tanh {_fmt(tanh_t)}, "
-        f"relu {_fmt(relu_t)}. Vanished means below {VANISHED:.0e}."))
+        f"relu {_fmt(relu_t)}. Vanished means below {VANISHED:.0e}.",
+        f"tanh RNN keeps {_fmt(tanh_i)} of ‖∂L/∂h‖ over T={T}"))
 
     verdict = lstm_verdict([lstm_i, lstm_t], [tanh_i, tanh_t])
     kept = [when for when, lstm, rnn in (("at init", lstm_i, tanh_i), ("after training", lstm_t, tanh_t))
@@ -410,7 +412,8 @@ def claims(result):
         f"{steps} training steps, against the tanh RNN's {_fmt(tanh_i)} and {_fmt(tanh_t)} "
         f"(kept alive, i.e. ≥ {VANISHED:.0e} and ≥ {LSTM_ADVANTAGE:.0f}× the RNN's: "
         f"{' and '.join(kept) if kept else 'never'}; supported needs both); "
-        f"mean forget gate f_t, init → trained: {forget_text}."))
+        f"mean forget gate f_t, init → trained: {forget_text}.",
+        f"LSTM {_fmt(lstm_i)} vs tanh RNN {_fmt(tanh_i)} at init"))
 
     ex = result["explode"]
     c = ex["config"]
@@ -429,7 +432,9 @@ def claims(result):
         f"clipping {_run_outcome(runs['no_clip'])}, largest gradient norm "
         f"{_fmt(runs['no_clip']['max_grad_norm'])}; with clip_grad_norm_({c['max_norm']}) it "
         f"{_run_outcome(runs['clip'])}{control_text}. Diverged means non-finite or a loss above "
-        f"{DIVERGENCE_FACTOR:.0f}× the first."))
+        f"{DIVERGENCE_FACTOR:.0f}× the first.",
+        f"unclipped {'diverged' if runs['no_clip']['diverged'] else 'stayed finite'}, clipped "
+        f"{'diverged' if runs['clip']['diverged'] else 'stayed finite'}"))
     return out
 
 
@@ -494,54 +499,57 @@ def plots(result, out_dir):
     pyplot = plt()
     T = result["T"]
     t = np.arange(1, T + 1)
-    colors = {"rnn_tanh": "C3", "rnn_relu": "C1", "lstm": "C0"}
-    fig, ax = pyplot.subplots(figsize=(7, 4.2))
+    fig, ax = pyplot.subplots(figsize=(7.5, 4))
     for name, m in result["models"].items():
-        for when, style in (("init", "-"), ("trained", "--")):
+        for when, ls in (("init", "-"), ("trained", "--")):
             stats = m.get(when)
             if stats is None:
                 continue
-            ax.plot(t, _positive(stats["h"]), ls=style, color=colors.get(name),
+            ax.plot(t, _positive(stats["h"]), ls=ls, color=style.model_color(name),
+                    marker=style.model_marker(name), markevery=max(T // 8, 1),
                     label=f"{m['label']}, {'init' if when == 'init' else 'trained'}")
     ax.set_yscale("log")
-    ax.set(xlabel="time step t (loss on step T)", ylabel="‖∂L/∂h_t‖",
-           title=f"Gradient reaching each hidden state (T={T}): init solid, trained dashed")
+    ax.set(xlabel="time step t (loss on step T)", ylabel="‖∂L/∂h_t‖ (log)",
+           title=f"Gradient reaching each hidden state (T={T})")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    style.legend_outside(ax)
     fig.tight_layout()
-    flow_path = out_dir / "gradient_flow.png"
-    fig.savefig(flow_path, dpi=110)
-    pyplot.close(fig)
+    flow_path = style.save(fig, out_dir / "gradient_flow.png",
+                           "How much of the loss gradient reaches step t (solid: at init, dashed: trained): "
+                           "a line falling by decades towards t = 1 is a vanishing gradient.")
 
     ex = result["explode"]
-    run_colors = {"no_clip": "C3", "clip": "C0", "control": "C7"}
-    fig, (ax_t, ax_norm, ax_loss) = pyplot.subplots(1, 3, figsize=(13, 3.8))
-    for key, label, color in (("init", f"radius {ex['radius']:.1f}", "C3"),
-                              ("control_init", f"radius {ex.get('radius_before', 0):.2f}", "C7")):
+    run_colors = {"no_clip": style.MODELS["rnn"][1], "clip": style.SERIES[0], "control": style.NEUTRAL}
+    fig, (ax_t, ax_norm, ax_loss) = pyplot.subplots(1, 3, figsize=(12, 3.6))
+    for key, label, color in (("init", f"radius {ex['radius']:.1f}", run_colors["no_clip"]),
+                              ("control_init", f"radius {ex.get('radius_before', 0):.2f}", style.NEUTRAL)):
         if ex.get(key):
             ax_t.plot(np.arange(1, len(ex[key]["h"]) + 1), _positive(ex[key]["h"]), color=color,
                       label=label)
-    ax_t.set(yscale="log", xlabel="time step t (loss on step T)", ylabel="‖∂L/∂h_t‖",
+    ax_t.set(yscale="log", xlabel="time step t (loss on step T)", ylabel="‖∂L/∂h_t‖ (log)",
              title="At init")
+    style.legend_outside(ax_t, loc="below", ncol=2)
+    handles = []
     for label, r in ex["runs"].items():
-        name = _run_name(ex, label, r)
         steps = np.arange(1, len(r["loss"]) + 1)
-        color = run_colors.get(label)
-        ax_norm.plot(steps, _positive(r["grad_norm"]), color=color, label=name)
-        ax_loss.plot(steps, _positive(r["loss"]), color=color, label=name)
+        color = run_colors.get(label, style.ACCENT)
+        handles.append(style.line_key(_run_name(ex, label, r), color=color))
+        ax_norm.plot(steps, _positive(r["grad_norm"]), color=color)
+        ax_loss.plot(steps, _positive(r["loss"]), color=color)
         if r["stopped"] is not None:
             ax_loss.axvline(r["stopped"], color=color, ls=":", lw=1)
-    ax_norm.set(yscale="log", xlabel="training step", ylabel="total gradient norm (before clip)",
+    ax_norm.set(yscale="log", xlabel="training step", ylabel="gradient norm before clip (log)",
                 title="Gradient norm per step")
-    ax_loss.set(yscale="log", xlabel="training step", ylabel="training MSE",
-                title="Loss per step (dotted: became non-finite)")
-    for ax in (ax_t, ax_norm, ax_loss):
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    explode_path = out_dir / "gradient_explosion.png"
-    fig.savefig(explode_path, dpi=110)
-    pyplot.close(fig)
+    ax_loss.set(yscale="log", xlabel="training step", ylabel="training MSE (log)",
+                title="Loss per step (dotted: non-finite)")
+    for a in (ax_t, ax_norm, ax_loss):
+        a.grid(alpha=0.3, which="both")
+    fig.legend([h for h, _ in handles], [lbl for _, lbl in handles], loc="upper center", ncol=len(handles),
+               frameon=False, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    explode_path = style.save(fig, out_dir / "gradient_explosion.png",
+                              "Large recurrent weights: the gradient grows along the sequence (left); "
+                              "without clipping the norm and the loss blow up, with clipping they stay bounded.")
     return [flow_path, explode_path]
 
 

@@ -32,6 +32,7 @@ from ..data import adding_baseline_mse, adding_problem, copy_baseline_cross_entr
 from ..functional.losses import cross_entropy, mse
 from ..models import SequenceModel
 from ..optim import Adam, clip_grad_norm_
+from ..report import style
 from .base import Claim, Table, plt
 
 NAME = "memory_tasks"
@@ -262,7 +263,9 @@ def claims(result):
                     f"All delays: {per_T}.")
         out.append(Claim(f"lstm-long-memory-{task}",
                          f"An LSTM remembers over long spans where a vanilla RNN fails "
-                         f"({TASK_LABELS.get(task, task)}).", verdict, evidence))
+                         f"({TASK_LABELS.get(task, task)}).", verdict, evidence,
+                         f"loss / baseline at T={longest['T']}: LSTM {_ratio_text(lstm)}, "
+                         f"RNN {_ratio_text(rnn)}"))
     return out
 
 
@@ -290,9 +293,8 @@ def plots(result, out_dir):
     pyplot = plt()
     tasks = list(result["runs"])
     n_cols = max(len(result["runs"][t]) for t in tasks)
-    fig, axes = pyplot.subplots(len(tasks), n_cols, figsize=(3.4 * n_cols, 2.9 * len(tasks)),
+    fig, axes = pyplot.subplots(len(tasks), n_cols, figsize=(3.5 * n_cols, 2.9 * len(tasks) + 0.5),
                                 squeeze=False)
-    colors = {"lstm": "C0", "rnn": "C3"}
     for row, task in enumerate(tasks):
         for col in range(n_cols):
             ax = axes[row][col]
@@ -305,40 +307,36 @@ def plots(result, out_dir):
                 curve = r["models"][kind]["curve"]
                 pts = [(s, v) for s, v in zip(curve["steps"], curve["loss"]) if v is not None]
                 if pts:
-                    ax.plot(*zip(*pts), color=colors[kind], lw=1.2, label=LABELS[kind])
+                    ax.plot(*zip(*pts), color=style.model_color(kind), lw=1.3)
                     values += [v for _, v in pts]
-            ax.axhline(r["baseline"], color="grey", ls="--", lw=1, label="baseline")
-            if min(values) > 0 and max(values) / min(values) > 20:  # log only for a wide range
-                ax.set_yscale("log")
-            ax.set_title(f"{TASK_LABELS.get(task, task)}, T={r['T']}", fontsize=9)
-            ax.set_xlabel("training step", fontsize=8)
-            ax.set_ylabel(f"train {r['metric']}", fontsize=8)
-            ax.tick_params(labelsize=7)
+            ax.axhline(r["baseline"], color=style.NEUTRAL, ls="--", lw=1)
+            log = style.auto_log(ax, values)
+            ax.set_title(f"{TASK_LABELS.get(task, task)}, T={r['T']}")
+            ax.set_xlabel("training step")
+            ax.set_ylabel(f"train {r['metric']}" + (" (log)" if log else ""))
             ax.grid(alpha=0.3, which="both")
-            if row == 0 and col == 0:
-                ax.legend(fontsize=7)
-    fig.tight_layout()
-    curves_path = out_dir / "memory_tasks_curves.png"
-    fig.savefig(curves_path, dpi=110)
-    pyplot.close(fig)
+    style.model_legend(fig, KINDS, [style.line_key("memoryless baseline", ls="--")])
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    curves_path = style.save(fig, out_dir / "memory_tasks_curves.png",
+                             "Training loss against the memoryless baseline (dashed), one panel per task "
+                             "and delay T: a curve that stays on the baseline has remembered nothing.")
 
-    fig, axes = pyplot.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.3), squeeze=False)
+    fig, axes = pyplot.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         runs = result["runs"][task]
         for kind in KINDS:
             pts = [(r["T"], r["models"][kind]["ratio"]) for r in runs
                    if r["models"][kind]["ratio"] is not None]
             if pts:
-                ax.plot(*zip(*pts), marker="o", color=colors[kind], label=LABELS[kind])
-        ax.axhline(1.0, color="grey", ls="--", lw=1, label="baseline")
-        ax.axhspan(0, SOLVED_RATIO, color="C2", alpha=0.08)
-        ax.set(xlabel="delay T", ylabel="held-out loss / baseline",
-               title=TASK_LABELS.get(task, task))
+                ax.plot(*zip(*pts), **style.model_style(kind))
+        ax.axhline(1.0, color=style.NEUTRAL, ls="--", lw=1)
+        ax.axhspan(0, SOLVED_RATIO, color=style.MODELS["lstm"][1], alpha=0.08)
+        ax.set(xlabel="delay T", ylabel="held-out loss / baseline", title=TASK_LABELS.get(task, task))
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    ratio_path = out_dir / "memory_tasks_ratio.png"
-    fig.savefig(ratio_path, dpi=110)
-    pyplot.close(fig)
+    style.model_legend(fig, KINDS, [style.line_key("baseline (remembers nothing)", ls="--")])
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    ratio_path = style.save(fig, out_dir / "memory_tasks_ratio.png",
+                            f"Final held-out loss as a share of the baseline against the delay T: below "
+                            f"{SOLVED_RATIO} (shaded) the model has learned to remember, near 1 it has not.")
     return [curves_path, ratio_path]
