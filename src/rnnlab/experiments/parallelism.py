@@ -388,7 +388,7 @@ def plots(result: dict, out_dir) -> list[Path]:
                 ax.plot(x, entry["threads"][t]["samples_per_s"], styles[j % len(styles)],
                         marker=style.model_marker(m), mfc="white" if j else None, color=style.model_color(m))
         _value_ticks(ax, sweep["values"])
-        ax.set_yscale("log")
+        style.log_axis(ax)
         ax.set_xlabel(f"{sweep['var']}")
         ax.set_ylabel("training samples / s (log)")
         ax.set_title(f"Throughput vs {sweep['var']} ({fixed})")

@@ -835,7 +835,7 @@ def plots(result: dict, out_dir) -> list[Path]:
             xs, ys = _predicted_curve(model_name, var, sweep["values"], sweep["base"], k, s["median_s"])
             ax.plot(xs, np.array(ys) * 1e3, "--", color=c, lw=1, alpha=0.8)
         _value_ticks(ax, sweep["values"])
-        ax.set_yscale("log")
+        style.log_axis(ax)
         ax.set_xlabel(VARIABLE_NAMES[var])
         ax.set_ylabel("step time, ms (log)")
         b = sweep["base"]
@@ -863,7 +863,7 @@ def plots(result: dict, out_dir) -> list[Path]:
         ax.plot(Ts, np.array(mm["min_bytes"]) / 2**20, "--", color=c,
                 label=f"{style.model_label(model_name)} BPTT minimum")
     _value_ticks(ax, mem["T"])
-    ax.set_yscale("log")
+    style.log_axis(ax)
     ax.set_xlabel("sequence length T")
     ax.set_ylabel("MiB (log)")
     p = mem["point"]

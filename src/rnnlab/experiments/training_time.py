@@ -24,6 +24,7 @@ from ..models import SequenceModel
 from ..nn import MSELoss
 from ..optim import SGD
 from ..report import style
+from ..report.format import sig_figs
 from .base import Claim, Table, plt, time_stats
 
 NAME = "training_time"
@@ -104,7 +105,8 @@ def tables(result):
         cells = [kind.upper()]
         for phase in PHASES:
             st = run0[phase]
-            cells.append(f"{st['median'] * 1e3:.3f} [{st['p10'] * 1e3:.3f}, {st['p90'] * 1e3:.3f}]")
+            cells.append(f"{sig_figs(st['median'] * 1e3)} [{sig_figs(st['p10'] * 1e3)}, "
+                         f"{sig_figs(st['p90'] * 1e3)}]")
         rows.append(cells)
     c = result["config"]
     phase_table = Table(f"Time per phase, ms: median [p10, p90] over {c['repeats']} steps after "

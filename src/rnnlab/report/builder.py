@@ -196,7 +196,7 @@ def build_report(results: dict, out_dir, console=None) -> dict:
 def _html_document(claims, anchors, cond, sections) -> str:
     """report.html: title, source sentence, tally, claims table, conditions, contents, sections."""
     body = [f"<h1>{H.escape(TITLE)}</h1>",
-            f'<p class="lede">{H.escape(SOURCE_SENTENCE)}</p>',
+            f'<p class="lede">{H.escape(SOURCE_SENTENCE).replace("`", "<code>", 1).replace("`", "</code>", 1)}</p>',
             H.verdict_counts([c for _, c in claims]),
             '<section id="summary">', H.summary(list(zip(anchors, (c for _, c in claims)))), "</section>",
             H.conditions(cond),

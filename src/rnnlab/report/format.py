@@ -5,7 +5,9 @@ A table cell from an experiment is a number, a numeric string ("0.973",
 formats a column as a whole:
 
 - floats get ``SIG`` significant figures each, trailing zeros kept
-  (0.600, 350, 1.00, 33.7); when one of them needs scientific notation
+  (0.600, 350, 1.00, 33.7); when they all lie within one decade, they share
+  the decimals of the one that needs most (1.000, 0.970, 0.350), so that
+  the decimal points line up; when one of them needs scientific notation
   (|x| ≥ 1e6 or 0 < |x| < 1e-3), every float of the column uses it
   (1.20e-05, 3.40e-01), so that a column never mixes 1e+03 with 1.04e+03;
 - integers stay exact, with thousands separators (parameter counts);
@@ -22,7 +24,9 @@ import re
 SIG = 3
 _INT = re.compile(r"^[+-]?\d{1,3}(,\d{3})+$|^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_NUMERIC_START = re.compile(r"^[+\-−]?(\d|\.\d)")
+# A number (with separators, decimals, exponent) then the end, a space, %, × or a bracket:
+# "12.5%", "0.3 → 0.9", "1.2 [1.0, 1.4]" read as numbers, a formula such as "3·2·d" does not.
+_NUMERIC_START = re.compile(r"^[+\-−]?(\d[\d,]*\.?\d*|\.\d+)([eE][+-]?\d+)?($|\s|%|×|\[)")
 
 
 def parse_number(cell):
@@ -74,17 +78,31 @@ def format_int(n: int) -> str:
     return f"{n:,}"
 
 
+def _decimals(x: float, sig: int) -> int:
+    """Decimals that show ``x`` with ``sig`` significant figures in positional notation."""
+    return max(sig - 1 - math.floor(math.log10(abs(x))), 0)
+
+
 def format_column(cells, sig: int = SIG) -> list[str]:
     """Format one column (see the module docstring); returns the cells as strings."""
     values = [parse_number(c) for c in cells]
+    if any(isinstance(v, float) for v in values):  # "1" beside "6.15e+37" is a rounded float too
+        values = [float(v) if isinstance(v, int) and isinstance(c, str) else v for c, v in zip(cells, values)]
     floats = [v for v in values if isinstance(v, float)]
     scientific = any(needs_scientific(v) for v in floats)
+    sizes = [abs(v) for v in floats if math.isfinite(v) and v != 0]
+    # Within one decade, one number of decimals for all (each keeps >= sig figures), so that
+    # the decimal points line up: 1.000, 0.970, 0.350 rather than 1.00, 0.970, 0.350.
+    common = (max(_decimals(v, sig) for v in sizes)
+              if sizes and not scientific and max(sizes) < 10 * min(sizes) else None)
     out = []
     for cell, v in zip(cells, values):
         if v is None:
             out.append("" if cell is None else str(cell))
         elif isinstance(v, int):
             out.append(format_int(v))
+        elif common is not None and math.isfinite(v):
+            out.append(f"{v:.{common}f}")
         else:
             out.append(sig_figs(v, sig, scientific))
     return out

@@ -15,6 +15,7 @@ from html import escape
 from . import style
 from .format import format_rows, numeric_columns
 
+LONG_CELL = 36  # characters: a longer text cell wraps
 BADGE_CLASS = {"supported": "badge-yes", "not supported": "badge-no", "nuanced": "badge-mixed"}
 
 
@@ -30,14 +31,15 @@ def table(tab, *, css_class: str = "") -> str:
     numeric = numeric_columns(rows)
     numeric += [False] * (len(tab.columns) - len(numeric))
 
-    def cls(j):
-        return ' class="num"' if numeric[j] else ""
+    def cls(j, text=""):
+        # Cells stay on one line (the box scrolls); only long text wraps, at a readable width.
+        return ' class="num"' if numeric[j] else (' class="long"' if len(text) > LONG_CELL else "")
 
     head = "".join(f"<th{cls(j)}>{escape(str(c))}</th>" for j, c in enumerate(tab.columns))
-    body = "".join("<tr>" + "".join(f"<td{cls(j)}>{escape(c)}</td>" for j, c in enumerate(r)) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td{cls(j, c)}>{escape(c)}</td>" for j, c in enumerate(r)) + "</tr>"
                    for r in rows)
     klass = f' class="{css_class}"' if css_class else ""
-    return (f'<div class="table-wrap"><table{klass}><caption>{escape(tab.title)}</caption>'
+    return (f'<p class="table-title">{escape(tab.title)}</p><div class="table-wrap"><table{klass}>'
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
@@ -47,8 +49,8 @@ def figure(path, caption: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     w, h = width // style.SCALE, height // style.SCALE
     cap = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
-    return (f'<figure><img alt="{escape(caption or path.stem)}" width="{w}" height="{h}" '
-            f'src="data:image/png;base64,{data}">{cap}</figure>')
+    return (f'<figure><div class="fig-scroll"><img alt="{escape(caption or path.stem)}" width="{w}" '
+            f'height="{h}" src="data:image/png;base64,{data}"></div>{cap}</figure>')
 
 
 def summary(entries) -> str:
@@ -58,20 +60,20 @@ def summary(entries) -> str:
     for i, (anchor, c) in enumerate(entries, 1):
         headline = escape(getattr(c, "headline", "") or "")
         rows.append(
-            f'<tr><td class="num idx">{i}</td>'
-            f'<td class="claim-cell"><a href="#{anchor}">{escape(c.claim)}</a>'
-            f"<details><summary>deciding numbers</summary><p>{escape(c.evidence)}</p></details></td>"
-            f'<td class="headline">{headline}</td><td class="verdict">{badge(c.verdict)}</td></tr>')
-    return ('<div class="table-wrap"><table class="claims" id="claims-table">'
-            "<caption>Each claim, one number that decides it, and the verdict. Click a claim for its "
-            "section; open “deciding numbers” for the full evidence.</caption>"
-            '<thead><tr><th class="num">#</th><th>claim</th><th>headline</th><th>verdict</th></tr></thead>'
+            f'<tr><td class="num idx">{i}</td><td class="verdict">{badge(c.verdict)}</td>'
+            f'<td class="claim-cell"><a href="#{anchor}">{escape(c.claim)}</a></td>'
+            f'<td class="headline">{headline}'
+            f"<details><summary>deciding numbers</summary><p>{escape(c.evidence)}</p></details></td></tr>")
+    return ('<p class="table-title">Each claim, the verdict its measurements give, and the number that '
+            "decides it. Click a claim for its section; open “deciding numbers” for the full evidence.</p>"
+            '<div class="table-wrap"><table class="claims" id="claims-table">'
+            '<thead><tr><th class="num">#</th><th>verdict</th><th>claim</th><th>headline</th></tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def verdict_counts(claims) -> str:
     """"12 claims: 5 supported, 4 nuanced, 3 not supported" with a badge for each kind."""
-    counts = {v: sum(c.verdict == v for c in claims) for v in BADGE_CLASS}
+    counts = {v: sum(c.verdict == v for c in claims) for v in ("supported", "nuanced", "not supported")}
     parts = [f"{badge(v)} × {n}" for v, n in counts.items() if n]
     return f"<p class=\"tally\">{len(claims)} claims: {' '.join(parts)}</p>"
 
@@ -116,14 +118,18 @@ h2 { font-size: 1.35em; border-bottom: 1px solid var(--rule); padding-bottom: 0.
 a { color: var(--link); }
 code { font-size: 0.92em; background: var(--head); padding: 0 0.25em; border-radius: 3px; }
 .lede { color: var(--muted); }
-.table-wrap { overflow-x: auto; max-width: 100%; margin: 0.6em 0 1.6em; }
+.table-wrap { overflow-x: auto; max-width: 100%; margin: 0 0 1.4em; }
 table { border-collapse: collapse; font-size: 0.9em; }
-caption { caption-side: top; text-align: left; font-weight: 600; padding: 0 0 0.4em; }
 th, td { border: 1px solid var(--rule); padding: 0.3em 0.55em; text-align: left; vertical-align: top; }
 th { background: var(--head); font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td, th { white-space: nowrap; }
+td.long { white-space: normal; min-width: 16em; max-width: 30em; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.claims td { white-space: normal; }
 table.claims { width: 100%; font-size: 0.95em; }
-table.claims td.headline { font-variant-numeric: tabular-nums; white-space: normal; min-width: 9em; }
+.table-title { font-weight: 600; margin: 1.4em 0 0.3em; font-size: 0.95em; }
+table.claims td.claim-cell { min-width: 14em; }
+table.claims td.headline { font-variant-numeric: tabular-nums; white-space: normal; min-width: 12em; }
 table.claims td.verdict { white-space: nowrap; }
 table.claims details { margin-top: 0.25em; font-size: 0.9em; color: var(--muted); }
 table.claims summary { cursor: pointer; }
@@ -146,6 +152,7 @@ table.claims summary { cursor: pointer; }
 .claim-line { margin: 0.2em 0; }
 .meta { color: var(--muted); font-size: 0.9em; }
 figure { margin: 1em 0 2em; }
+.fig-scroll { overflow-x: auto; max-width: 100%; }
 figure img { display: block; max-width: 100%; height: auto; }
 figcaption { color: var(--muted); font-size: 0.92em; margin-top: 0.3em; }
 :target { scroll-margin-top: 0.5em; }
@@ -156,7 +163,10 @@ figcaption { color: var(--muted); font-size: 0.92em; margin-top: 0.3em; }
   table.claims tr { border: 1px solid var(--rule); border-radius: 6px; margin-bottom: 0.6em; padding: 0.3em 0.5em; }
   table.claims td { border: 0; padding: 0.1em 0; text-align: left; }
   table.claims td.idx { display: none; }
+  table.claims td.claim-cell { min-width: 0; font-weight: 600; }
   .toc ol { columns: 1; }
+  /* A figure keeps its 1x size, so that its text stays readable, and scrolls sideways in its box. */
+  figure img { max-width: none; }
 }
 @media print {
   body { max-width: none; font-size: 10.5pt; padding: 0; }

@@ -80,10 +80,26 @@ def spans_decades(values, decades: float = 1.3) -> bool:
     return math.log10(max(pos) / min(pos)) > decades
 
 
+def log_axis(ax, axis: str = "y") -> None:
+    """A log ``axis`` whose labels are plain numbers (0.1, 1, 10, 100), not powers of ten;
+    scientific only beyond 1e-4..1e5."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    narrow = lo > 0 and math.log10(hi / lo) < 2.5  # few decades: label 1, 2, 5 of each
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if 1e-4 <= v < 1e5 else f"{v:.0e}"))
+    target.set_minor_formatter(NullFormatter())
+
+
 def auto_log(ax, values, axis: str = "y", decades: float = 1.3) -> bool:
     """Set a log ``axis`` on ``ax`` when ``values`` span more than ``decades``; return whether it did."""
     if spans_decades(values, decades):
-        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+        log_axis(ax, axis)
         return True
     return False
 
