@@ -87,7 +87,7 @@ def run_compare(preset="default", out_dir=None, seed=0, threads=2, only=None, co
     tmp = results_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=1, default=_jsonable) + "\n", encoding="utf-8")
     tmp.replace(results_path)
-    report = build_report(json.loads(results_path.read_text(encoding="utf-8")), out_dir)
+    report = build_report(json.loads(results_path.read_text(encoding="utf-8")), out_dir, console=console)
     return {"results": results, "results_path": results_path, "report": report, "out_dir": out_dir}
 
 

@@ -144,13 +144,18 @@ class _Steps:
             self._bar.start()
             self._task = self._bar.add_task("", total=total)
 
-    def step(self, what: str):
+    def begin(self, what: str):
+        """Announce the next step before it runs (the wait is inside it)."""
+        if self._bar is not None:
+            self._bar.update(self._task, description=what)
+        elif self.console is not None:
+            print(f"report [{self.done + 1}/{self.total}] {what}", file=getattr(self.console, "file", sys.stderr),
+                  flush=True)
+
+    def end(self):
         self.done += 1
         if self._bar is not None:
-            self._bar.update(self._task, advance=1, description=what)
-        elif self.console is not None:
-            print(f"report: {what} ({self.done}/{self.total})", file=getattr(self.console, "file", sys.stderr),
-                  flush=True)
+            self._bar.advance(self._task)
 
     def close(self):
         if self._bar is not None:
@@ -173,13 +178,15 @@ def build_report(results: dict, out_dir, console=None) -> dict:
     try:
         sections, plot_paths = [], []
         for name in names:
+            steps.begin(f"{name}: figures, tables and claims")
             module, result = experiment_module(name), results["experiments"][name]
             figures = [(Path(p), read_caption(p)) for p in module.plots(result, out_dir)]
             plot_paths += [p for p, _ in figures]
             sections.append({"name": name, "title": module.TITLE, "claims": module.claims(result),
                              "tables": module.tables(result), "figures": figures,
                              "seconds": results.get("seconds", {}).get(name)})
-            steps.step(f"{name}: claims, tables and {len(figures)} figure(s)")
+            steps.end()
+        steps.begin("writing report.md and report.html")
         claims = [(s["name"], c) for s in sections for c in s["claims"]]
         anchors = claim_anchors(claims)
         cond = conditions(results)
@@ -187,7 +194,7 @@ def build_report(results: dict, out_dir, console=None) -> dict:
         md_path.write_text(M.document(TITLE, SOURCE_SENTENCE, claims, anchors, cond, sections),
                            encoding="utf-8")
         html_path.write_text(_html_document(claims, anchors, cond, sections), encoding="utf-8")
-        steps.step("report.md and report.html written")
+        steps.end()
     finally:
         steps.close()
     return {"markdown": md_path, "html": html_path, "plots": plot_paths}
