@@ -14,7 +14,7 @@ def add_arguments(parser):
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default: beside results.json)")
     parser.add_argument("--screenshots", action="store_true",
-                        help="also save report-1400px.png and report-390px.png, the page in headless "
+                        help="also save report-1400px.png and report-390px.png, the first screen in headless "
                              "Chromium (needs /usr/bin/chromium and the playwright package)")
 
 

@@ -16,6 +16,7 @@ CHROMIUM = os.environ.get("RNNLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 WIDTHS = (1400, 390)  # a desktop window and a phone
+HEIGHTS = {1400: 900, 390: 844}  # their first screen
 
 
 def missing() -> str | None:
@@ -91,13 +92,14 @@ def landing(page, anchor: str) -> dict:
         return {top: r.top, bottom: r.bottom, height: window.innerHeight, hash: location.hash}; }""", anchor)
 
 
-def screenshots(html_path, out_dir, widths=WIDTHS, full_page: bool = True) -> list[Path]:
-    """Save ``report-<width>px.png`` for each width into ``out_dir``; return the paths."""
+def screenshots(html_path, out_dir, widths=WIDTHS, full_page: bool = False) -> list[Path]:
+    """Save ``report-<width>px.png`` for each width into ``out_dir``: the first screen a reader
+    sees (the whole page with ``full_page``); return the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for width in widths:
-        with open_report(html_path, width) as page:
+        with open_report(html_path, width, HEIGHTS.get(width, 900)) as page:
             path = out_dir / f"report-{width}px.png"
             page.screenshot(path=str(path), full_page=full_page)
             paths.append(path)

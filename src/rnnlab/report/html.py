@@ -158,6 +158,7 @@ figcaption { color: var(--muted); font-size: 0.92em; margin-top: 0.3em; }
 :target { scroll-margin-top: 0.5em; }
 @media (max-width: 640px) {
   body { font-size: 15px; padding: 0.8em 0.7em 2em; }
+  h1 { font-size: 1.35em; }
   table.claims, table.claims tbody, table.claims tr, table.claims td { display: block; width: 100%; }
   table.claims thead { display: none; }
   table.claims tr { border: 1px solid var(--rule); border-radius: 6px; margin-bottom: 0.6em; padding: 0.3em 0.5em; }
