@@ -332,6 +332,7 @@ def plots(result, out_dir):
         ax.axhline(1.0, color=style.NEUTRAL, ls="--", lw=1)
         ax.axhspan(0, SOLVED_RATIO, color=style.MODELS["lstm"][1], alpha=0.08)
         ax.set(xlabel="delay T", ylabel="held-out loss / baseline", title=TASK_LABELS.get(task, task))
+        ax.set_xticks([r["T"] for r in runs])
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     style.model_legend(fig, KINDS, [style.line_key("baseline (remembers nothing)", ls="--")])

@@ -211,7 +211,8 @@ def _html_document(claims, anchors, cond, sections) -> str:
                   + [(f"exp-{s['name']}", s["title"]) for s in sections])]
     it = iter(anchors)
     for s in sections:
-        body.append(f'<section id="exp-{s["name"]}"><h2>{H.escape(s["title"])}</h2>')
+        body.append(f'<section id="exp-{s["name"]}"><h2>{H.escape(s["title"])}</h2>'
+                    '<p class="meta"><a href="#summary">↑ all claims</a></p>')
         if s["seconds"] is not None:
             body.append(f'<p class="meta">Measured in {s["seconds"]:.1f} s.</p>')
         body += [H.claim_block(next(it), c) for c in s["claims"]]
