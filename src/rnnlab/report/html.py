@@ -174,7 +174,8 @@ figcaption { color: var(--muted); font-size: 0.92em; margin-top: 0.3em; }
   .toc, table.claims details { display: none; }  /* each section prints the numbers in full */
   .table-wrap { overflow: visible; }
   table { font-size: 8pt; width: 100%; }
-  td, th, td.num { white-space: normal; overflow-wrap: anywhere; }
+  td, th { white-space: normal; overflow-wrap: anywhere; }
+  td.num { overflow-wrap: normal; }
   td.long { min-width: 0; }
   a { color: inherit; text-decoration: none; }
   figure, table, .claim { break-inside: avoid; }
