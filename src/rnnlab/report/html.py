@@ -128,10 +128,11 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.claims td { white-space: normal; }
 table.claims { width: 100%; font-size: 0.95em; }
 .table-title { font-weight: 600; margin: 1.4em 0 0.3em; font-size: 0.95em; }
-table.claims td.claim-cell { min-width: 14em; }
-table.claims td.headline { font-variant-numeric: tabular-nums; white-space: normal; min-width: 12em; }
+table.claims td.claim-cell { min-width: 14em; width: 50%; }
+table.claims td { padding: 0.25em 0.55em; }
+table.claims td.headline { font-variant-numeric: tabular-nums; white-space: normal; min-width: 12em; width: 42%; }
 table.claims td.verdict { white-space: nowrap; }
-table.claims details { margin-top: 0.25em; font-size: 0.9em; color: var(--muted); }
+table.claims details { margin-top: 0.1em; font-size: 0.85em; color: var(--muted); }
 table.claims summary { cursor: pointer; }
 .badge { display: inline-block; padding: 0.1em 0.55em; border-radius: 0.8em; font-weight: 700;
          font-size: 0.85em; line-height: 1.5; white-space: nowrap; border: 2px solid transparent; }
