@@ -14,10 +14,10 @@ import importlib
 import json
 from pathlib import Path
 
-from ..experiments.base import Claim, Table
+from ..experiments.base import Claim, Table, schedule_note
 
 VERDICT_MARK = {"supported": "✅ supported", "not supported": "❌ not supported",
-                "nuanced": "⚖️ nuanced"}
+                "nuanced": "⚖️ nuanced", "undecided": "❔ undecided"}
 
 
 def experiment_module(name: str):
@@ -79,11 +79,13 @@ def build_report(results: dict, out_dir) -> dict:
           f"{results.get('finished', '')}. Machine: {_machine_line(results)}.", "",
           "Every verdict below is computed from the numbers in `results.json`; "
           "rerun `rnnlab report results.json` to rebuild this page from them.", "",
+          schedule_note(results), "",
           _md_table(summary_table(claims)), ""]
     body = ["<h1>rnnlab compare: MLP, vanilla RNN and LSTM, measured</h1>",
             f"<p>Preset <code>{html.escape(str(config.get('preset', '?')))}</code>, seed "
             f"{html.escape(str(config.get('seed', '?')))}, {html.escape(results.get('finished', ''))}. "
             f"Machine: {html.escape(_machine_line(results))}.</p>",
+            f"<p>{html.escape(schedule_note(results))}</p>",
             _html_table(summary_table(claims))]
     plot_paths = []
     for name, result in results["experiments"].items():
