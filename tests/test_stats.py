@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from rnnlab.stats import (classify_against, classify_difference, fmt_interval, mean_interval,
-                          paired_difference, t_quantile)
+from rnnlab.stats import (classify_against, classify_difference, fmt_interval, geometric_interval,
+                          mean_interval, paired_difference, t_quantile)
 
 # Student t 97.5 % quantiles from printed tables (e.g. any statistics textbook), 3 decimals.
 T975 = {1: 12.706, 2: 4.303, 4: 2.776, 9: 2.262, 30: 2.042}
@@ -34,6 +34,18 @@ def test_mean_interval_is_the_t_interval():
     assert iv["mean"] == pytest.approx(x.mean(), rel=1e-14)
     assert (iv["low"], iv["high"]) == pytest.approx((x.mean() - half, x.mean() + half), rel=1e-13)
     assert iv["values"] == list(x) and iv["n"] == 7
+
+
+def test_geometric_interval_is_the_t_interval_of_the_logs():
+    x = [1.0, 2.0, 4.0]
+    iv = geometric_interval(x)
+    half = t_quantile(0.975, 2) * 1.0 * math.log(2.0) / math.sqrt(3)  # logs 0, ln2, 2ln2: s = ln2
+    assert iv["mean"] == pytest.approx(2.0, rel=1e-14)
+    assert (iv["low"], iv["high"]) == pytest.approx((2.0 * math.exp(-half), 2.0 * math.exp(half)),
+                                                    rel=1e-12)
+    assert iv["low"] > 0 and iv["values"] == x
+    with pytest.raises(ValueError, match="positive"):
+        geometric_interval([1.0, 0.0])
 
 
 def test_one_seed_has_no_interval():

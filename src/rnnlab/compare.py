@@ -259,7 +259,9 @@ class TaskProgress:
             self._bar.advance(self._task)
         elif self.log is not None:
             eta = self.eta()
-            where = payload.get("node") or payload.get("host") or "?"
+            node = payload.get("node")
+            where = (f"Ray node {node[:8]}" if node and node != "driver" else node
+                     or payload.get("host") or "?")
             self.log(f"[{self.done}/{self.total}] {key} done in {payload['seconds']:.1f} s on "
                      f"{where}; ETA {'?' if eta is None else f'{eta:.0f} s'}")
 

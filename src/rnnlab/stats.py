@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["t_quantile", "mean_interval", "paired_difference", "classify_difference",
-           "classify_against", "fmt_interval"]
+__all__ = ["t_quantile", "mean_interval", "geometric_interval", "paired_difference",
+           "classify_difference", "classify_against", "fmt_interval"]
 
 
 def _t_two_sided(t: float, dof: int) -> float:
@@ -94,6 +94,18 @@ def mean_interval(values, level: float = 0.95) -> dict:
     var = math.fsum((x - mean) ** 2 for x in xs) / (n - 1)
     half = t_quantile(0.5 + level / 2, n - 1) * math.sqrt(var / n)
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": n, "values": xs}
+
+
+def geometric_interval(values, level: float = 0.95) -> dict:
+    """For positive values that multiply (times, ratios): the t interval of their logs, taken
+    back with exp. Returns dict(mean (the geometric mean), low, high, n, values); one slow
+    outlier widens it without pushing it below 0."""
+    xs = [float(v) for v in values]
+    if any(not x > 0 for x in xs):
+        raise ValueError(f"geometric_interval needs positive values, got {xs}")
+    iv = mean_interval([math.log(x) for x in xs], level)
+    back = {k: None if iv[k] is None else math.exp(iv[k]) for k in ("mean", "low", "high")}
+    return {**back, "n": iv["n"], "values": xs}
 
 
 def paired_difference(a, b, level: float = 0.95) -> dict:
