@@ -225,14 +225,16 @@ class TaskProgress:
         self._start = time.perf_counter()
         if self.console is not None:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RichProgress,
-                                       TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+                                       TextColumn, TimeElapsedColumn)
 
+            # The ETA is ours (:meth:`eta`): rich's rate window is shorter than one task.
             self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
-                                     MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                                     TimeRemainingColumn(), console=self.console, transient=False)
+                                     MofNCompleteColumn(), TimeElapsedColumn(),
+                                     TextColumn("ETA {task.fields[eta]}"), console=self.console,
+                                     transient=False)
             self._bar.__enter__()
             self._task = self._bar.add_task("rnnlab compare: tasks", total=self.total,
-                                            completed=self.already)
+                                            completed=self.already, eta="?")
         elif self.log is not None and self.already:
             self.log(f"[{self.done}/{self.total}] {self.already} task(s) already saved")
         return self
@@ -255,15 +257,15 @@ class TaskProgress:
 
     def finished(self, key: str, payload: dict) -> None:
         self.done += 1
+        eta = self.eta()
         if self._bar is not None:
-            self._bar.advance(self._task)
+            self._bar.update(self._task, advance=1, eta=_clock(eta))
         elif self.log is not None:
-            eta = self.eta()
             node = payload.get("node")
             where = (f"Ray node {node[:8]}" if node and node != "driver" else node
                      or payload.get("host") or "?")
             self.log(f"[{self.done}/{self.total}] {key} done in {payload['seconds']:.1f} s on "
-                     f"{where}; ETA {'?' if eta is None else f'{eta:.0f} s'}")
+                     f"{where}; ETA {_clock(eta)}")
 
     def failed(self, key: str, error: str) -> None:
         message = f"{key} FAILED: {error}"
@@ -271,6 +273,14 @@ class TaskProgress:
             self.console.print(message)
         elif self.log is not None:
             self.log(message)
+
+
+def _clock(seconds) -> str:
+    """'1:02:03' (or '?' for None)."""
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
 def print_summary(results: dict, console) -> None:
