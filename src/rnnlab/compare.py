@@ -29,7 +29,8 @@ import numpy as np
 from .bench.machine import machine_facts, pinned_threads
 from .experiments.base import Progress
 from .report.builder import build_report, collect_claims, summary_table
-from .sweep import Task, default_workers, jsonable, load_task, run_local, run_ray, save_task, task_seed
+from .sweep import (Task, default_workers, jsonable, load_task, run_local, run_ray, save_task,
+                    task_seed)
 
 # Run order: cheap and headline results first.
 EXPERIMENTS = ("digits", "training_time", "scaling", "gradient_flow", "memory_tasks",
@@ -122,7 +123,9 @@ def run_compare(preset="default", out_dir=None, seed=0, threads=2, only=None, co
             raise ValueError(f"cannot resume {out_dir}: its config.json predates --seeds")
     else:
         config = new_config(preset, seed, threads, only, seeds, task_threads, presets)
-        out_dir = Path(out_dir) if out_dir is not None else Path("runs") / stamp.strftime("%Y%m%d-%H%M%S")
+        if out_dir is None:
+            out_dir = Path("runs") / stamp.strftime("%Y%m%d-%H%M%S")
+        out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     if workers is not None and workers < 1:
@@ -164,8 +167,8 @@ def run_compare(preset="default", out_dir=None, seed=0, threads=2, only=None, co
                 if name in done:
                     continue
                 start = time.perf_counter()
-                result = _module(name).run(configs[name],
-                                           rng=np.random.default_rng(task_seed(name, config["seed"])),
+                rng = np.random.default_rng(task_seed(name, config["seed"]))
+                result = _module(name).run(configs[name], rng=rng,
                                            progress=progress.experiment_progress())
                 payload = {"experiment": name, "seed": config["seed"], "config": configs[name],
                            "result": json.loads(json.dumps(result, default=jsonable)),

@@ -179,9 +179,9 @@ def summary_table(result) -> Table:
 def tables(result):
     target = result["config"]["target_accuracy"]
     n = len(result["seeds"])
-    reach_rows = [[kind.upper(),
-                   "never" if s["steps_to_target"] is None else fmt_interval(s["steps_to_target"], ".0f"),
-                   f"{n - s['never_reached']}/{n}"] for kind, s in result["summary"].items()]
+    reach_rows = [[kind.upper(), "never" if s["steps_to_target"] is None
+                   else fmt_interval(s["steps_to_target"], ".0f"), f"{n - s['never_reached']}/{n}"]
+                  for kind, s in result["summary"].items()]
     fractions = result["fractions"]
     robust_rows = [[kind.upper()] + [fmt_interval(s["robustness"][f]) for f in fractions]
                    for kind, s in result["summary"].items()]
@@ -265,8 +265,9 @@ def claims(result):
         "Median step time " + ", ".join(f"{k.upper()} {fmt_interval(s['step_ms'])} ms"
                                         for k, s in summary.items())
         + "; paired time ratios " + ", ".join(
-            f"{b.upper()}/{a.upper()} {math.exp(iv['mean']):.2f}×"
-            + ("" if iv["low"] is None else f" [{math.exp(iv['low']):.2f}, {math.exp(iv['high']):.2f}]")
+            f"{b.upper()}/{a.upper()} {math.exp(iv['mean']):.2f}×" + (
+                "" if iv["low"] is None
+                else f" [{math.exp(iv['low']):.2f}, {math.exp(iv['high']):.2f}]")
             + f" ({outcomes[(a, b)]})" for (a, b), iv in logt.items())
         + f" (tie: within {TIME_BAND:.0%}). Each seed times the three models in one task, "
           "which may share the machine with other tasks."))
@@ -295,8 +296,8 @@ def plots(result, out_dir):
         ax_seeds.scatter(i + np.asarray(jitter), accs, color=color, s=14, alpha=0.7)
         iv = s["test_accuracy"]
         if iv["low"] is not None:
-            ax_seeds.errorbar(i, iv["mean"], yerr=[[iv["mean"] - iv["low"]], [iv["high"] - iv["mean"]]],
-                              color="black", capsize=4, marker="_", ms=14)
+            ax_seeds.errorbar(i, iv["mean"], color="black", capsize=4, marker="_", ms=14,
+                              yerr=[[iv["mean"] - iv["low"]], [iv["high"] - iv["mean"]]])
     ax_steps.axhline(result["config"]["target_accuracy"], color="grey", lw=0.8, ls="--")
     ax_steps.set(xlabel="training step", ylabel="test accuracy",
                  title="Learning curves (one line per seed)")

@@ -302,7 +302,8 @@ def _run_outcome(r):
 
 def claims(result):
     T, summary, n = result["T"], result["summary"], len(result["seeds"])
-    log = {(name, when): summary[name][when]["log10"] for name in MODELS for when in ("init", "trained")}
+    log = {(name, when): summary[name][when]["log10"]
+           for name in MODELS for when in ("init", "trained")}
     iv = {key: _interval(v) for key, v in log.items()}
     steps = result["config"]["train_steps"]
     out = []

@@ -289,12 +289,12 @@ def memory_verdict(lstm_ratios, rnn_ratios):
     """
     lstm, rnn = mean_interval(lstm_ratios), mean_interval(rnn_ratios)
     diff = classify_difference(paired_difference(rnn_ratios, lstm_ratios), DIFF_BAND)
-    if classify_against(lstm, SOLVED_RATIO) == "below" and classify_against(rnn, FAILED_RATIO) == "above":
+    lstm_solved = classify_against(lstm, SOLVED_RATIO) == "below"
+    if lstm_solved and classify_against(rnn, FAILED_RATIO) == "above":
         return "supported"
-    if diff == "below" or (classify_against(lstm, SOLVED_RATIO) == "below"
-                           and classify_against(rnn, SOLVED_RATIO) == "below"):
+    if diff == "below" or (lstm_solved and classify_against(rnn, SOLVED_RATIO) == "below"):
         return "not supported"
-    if classify_against(lstm, FAILED_RATIO) == "above" and classify_against(rnn, FAILED_RATIO) == "above":
+    if all(classify_against(iv, FAILED_RATIO) == "above" for iv in (lstm, rnn)):
         return "undecided"
     return "nuanced" if diff in ("above", "tie") else "undecided"
 
@@ -327,8 +327,8 @@ def claims(result):
                     f"{fmt_interval(longest['lstm']['ratio'])}, RNN "
                     f"{fmt_interval(longest['rnn']['ratio'])}, paired RNN − LSTM "
                     f"{fmt_interval(diff)} ({why}; supported needs the LSTM's interval below "
-                    f"{SOLVED_RATIO} and the RNN's above {FAILED_RATIO}; {_budget(result['config'], task)}"
-                    f"). All delays: {per_T}.")
+                    f"{SOLVED_RATIO} and the RNN's above {FAILED_RATIO}; "
+                    f"{_budget(result['config'], task)}). All delays: {per_T}.")
         out.append(Claim(f"lstm-long-memory-{task}",
                          f"An LSTM remembers over long spans where a vanilla RNN fails "
                          f"({TASK_LABELS.get(task, task)}).", verdict, evidence))
