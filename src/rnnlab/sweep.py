@@ -164,8 +164,8 @@ def run_ray(tasks, address: str, on_done) -> str:
     except ImportError:
         raise ValueError("--ray needs Ray: pip install 'rnnlab[ray]'") from None
     started_here = not ray.is_initialized()
-    if started_here:  # local workers inherit the environment (PYTHONPATH included)
-        ray.init(address=None if address == "local" else address, log_to_driver=False)
+    if started_here:  # "local" starts a new instance whatever RAY_ADDRESS says; its workers
+        ray.init(address=address, log_to_driver=False)  # inherit this environment (PYTHONPATH)
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         description = (f"a Ray cluster of {len(nodes)} node(s), "
