@@ -93,7 +93,8 @@ def run_compare(preset="default", out_dir=None, seed=0, threads=2, only=None, co
     """Run the experiments and write results.json, report.md, report.html and plots.
 
     Args:
-        preset: "quick" (< 2 min), "default" or "full" (see the README for times).
+        preset: "quick" (minutes), "default" or "full" (hours on 2 cores; wall times in the
+            README).
         out_dir: output folder; default runs/<UTC timestamp>/.
         seed: the first seed; the k-th of ``seeds`` is seed + k.
         threads: BLAS threads of the timing experiments (on the driver, alone).
