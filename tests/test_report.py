@@ -174,6 +174,21 @@ def test_badges_say_the_verdict_in_words(built):
     assert badge("not supported") == '<span class="badge badge-no">not supported</span>'
 
 
+def test_every_verdict_has_its_own_badge_style_with_the_word_on_it():
+    from rnnlab.report.html import BADGE_CLASS, CSS
+
+    assert set(BADGE_CLASS) == set(VERDICTS)
+    assert len(set(BADGE_CLASS.values())) == len(VERDICTS)  # four looks, not one reused
+    for verdict in VERDICTS:
+        klass = BADGE_CLASS[verdict]
+        assert badge(verdict) == f'<span class="badge {klass}">{verdict}</span>'
+        rule = re.search(r"\." + klass + r" \{([^}]*)\}", CSS)
+        assert rule and "background" in rule.group(1) and "color" in rule.group(1), klass
+    # Told apart without colour: each badge has its own border style or fill.
+    looks = {re.search(r"\." + k + r" \{([^}]*)\}", CSS).group(1) for k in BADGE_CLASS.values()}
+    assert sum("dashed" in x for x in looks) == 1 and sum("dotted" in x for x in looks) == 1
+
+
 def test_page_is_self_contained_and_says_where_verdicts_come_from(built):
     results, paths, _ = built
     html = paths["html"].read_text(encoding="utf-8")

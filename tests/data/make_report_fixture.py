@@ -1,7 +1,10 @@
 """Regenerate report_results.json, the results the report tests build from.
 
-    python tests/data/make_report_fixture.py            # runs `rnnlab compare --preset quick` (1-4 min)
+    python tests/data/make_report_fixture.py            # runs `rnnlab compare --preset quick --workers 2`
     python tests/data/make_report_fixture.py RESULTS    # trims an existing results.json
+
+The quick preset runs 2 seeds of every learned experiment (per-seed tasks on 2
+worker processes, then the timing experiments alone): a few minutes on 2 cores.
 
 Trimmed: floats rounded to 4 significant figures, compact JSON. Rerun it when
 the experiments' result dicts change shape.
@@ -34,8 +37,8 @@ def main(argv) -> int:
         source = Path(argv[0])
     else:
         out = Path(tempfile.mkdtemp(prefix="rnnlab-fixture-"))
-        subprocess.run([sys.executable, "-m", "rnnlab", "compare", "--preset", "quick", "--out", str(out)],
-                       check=True)
+        subprocess.run([sys.executable, "-m", "rnnlab", "compare", "--preset", "quick", "--workers", "2",
+                        "--out", str(out)], check=True)
         source = out / "results.json"
     results = trim(json.loads(source.read_text(encoding="utf-8")))
     target = HERE / "report_results.json"

@@ -39,8 +39,12 @@ from ..data import adding_baseline_mse, adding_problem
 from ..models import SequenceModel
 from ..optim import SGD, Adam
 from ..report import style
-from .base import Claim, Table, plt
+from ..stats import classify_against, mean_interval
+from .base import Claim, Progress, Table, plt
 from .memory_tasks import adding_loss, evaluate, fit
+from ..analysis.hidden_grads import (  # noqa: F401  (re-exported: the experiment's measuring tools)
+    _weights, decay_stats, forward_states, grad_norms, hidden_state_grads, last_step_grad,
+    set_spectral_radius)
 
 NAME = "gradient_flow"
 TITLE = "Vanishing and exploding gradients: ‖∂L/∂h_t‖ along the sequence"
@@ -69,143 +73,6 @@ PRESETS = {
     "full": {**_COMMON, "hidden": 64, "train_steps": 3000,
              "explode": {**_EXPLODE, "hidden": 64, "steps": 300}},
 }
-
-
-# ------------------------------------------------------------------ exact per-step gradients
-
-
-def _weights(model):
-    """(W_ih, W_hh, b, kind, nonlinearity) of a one-layer recurrent SequenceModel, in float64."""
-    body = model.body
-    if model.kind not in ("rnn", "lstm") or body.num_layers != 1 or body.bidirectional:
-        raise ValueError("gradient flow is measured on one-layer, one-direction RNN/LSTM models")
-    w_ih = body.weight_ih_l0.data.astype(np.float64)
-    w_hh = body.weight_hh_l0.data.astype(np.float64)
-    b = (body.bias_ih_l0.data.astype(np.float64) + body.bias_hh_l0.data
-         if body.bias else np.zeros(w_hh.shape[0]))
-    return w_ih, w_hh, b, model.kind, body.nonlinearity
-
-
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def forward_states(model, x):
-    """The model's recurrence in float64 from its weights, with h_0 = c_0 = 0.
-
-    Returns dict(h (T+1, N, H): h_0 .. h_T; for the LSTM also c (T+1, N, H) and
-    gates (T, N, 4H), the activated i, f, g, o; None for the RNN).
-    """
-    w_ih, w_hh, b, kind, act = _weights(model)
-    x = np.asarray(x, dtype=np.float64)
-    T, N, _ = x.shape
-    H = w_hh.shape[1]
-    proj = x @ w_ih.T + b  # (T, N, G·H), the input part of every pre-activation
-    h = np.zeros((T + 1, N, H))
-    if kind == "rnn":
-        for t in range(T):
-            pre = proj[t] + h[t] @ w_hh.T
-            h[t + 1] = np.tanh(pre) if act == "tanh" else np.maximum(pre, 0.0)
-        return {"h": h, "c": None, "gates": None}
-    c = np.zeros((T + 1, N, H))
-    gates = np.empty((T, N, 4 * H))
-    for t in range(T):
-        pre = proj[t] + h[t] @ w_hh.T
-        i, f = _sigmoid(pre[:, :H]), _sigmoid(pre[:, H:2 * H])
-        g, o = np.tanh(pre[:, 2 * H:3 * H]), _sigmoid(pre[:, 3 * H:])
-        gates[t] = np.concatenate([i, f, g, o], axis=1)
-        c[t + 1] = f * c[t] + i * g
-        h[t + 1] = o * np.tanh(c[t + 1])
-    return {"h": h, "c": c, "gates": gates}
-
-
-def hidden_state_grads(model, x, grad_h_last, states=None):
-    """Exact ∂L/∂h_t (and ∂L/∂c_t for the LSTM) for t = 1..T, for a loss on h_T only.
-
-    The backward recurrence of docs/bptt.md in float64, started at
-    dh_T = ``grad_h_last``, over the states of :func:`forward_states` (computed
-    here unless given). ∂L/∂h_t is the total derivative through every later
-    step, which is what torch's ``h_t.grad`` holds; for the LSTM, ∂L/∂c_t likewise.
-
-    Shapes: x (T, N, F), grad_h_last (N, H) ->
-    (dh (T, N, H), dc (T, N, H) or None for the RNN), float64; index t-1 holds step t.
-    """
-    _, w_hh, _, kind, act = _weights(model)
-    if states is None:
-        states = forward_states(model, x)
-    h = states["h"]
-    T, N, H = h.shape[0] - 1, h.shape[1], h.shape[2]
-    dh = np.empty((T, N, H))
-    dh[T - 1] = grad_h_last
-    if kind == "rnn":
-        for t in range(T - 1, 0, -1):  # array index t holds step t+1, whose state is h[t+1]
-            d_act = 1.0 - h[t + 1] ** 2 if act == "tanh" else (h[t + 1] > 0).astype(np.float64)
-            dh[t - 1] = (dh[t] * d_act) @ w_hh
-        return dh, None
-    c, gates = states["c"], states["gates"]
-    dc = np.empty((T, N, H))
-    dc_next = np.zeros((N, H))  # the part of ∂L/∂c_t that flows back from c_{t+1}
-    for t in range(T - 1, -1, -1):
-        i, f, g, o = (gates[t][:, k * H:(k + 1) * H] for k in range(4))
-        tanh_c = np.tanh(c[t + 1])
-        dc[t] = dc_next + dh[t] * o * (1.0 - tanh_c ** 2)
-        if t == 0:
-            break
-        d_pre = np.concatenate([dc[t] * g * i * (1 - i), dc[t] * c[t] * f * (1 - f),
-                                dc[t] * i * (1 - g ** 2), dh[t] * tanh_c * o * (1 - o)], axis=1)
-        dh[t - 1] = d_pre @ w_hh
-        dc_next = dc[t] * f
-    return dh, dc
-
-
-def last_step_grad(model, h_last, y):
-    """∂L/∂h_T for L = MSE(head(h_T), y) (mean over the batch), in float64.
-
-    Shapes: h_last (N, H), y (N, 1) -> (N, H).
-    """
-    w = model.head.weight.data.astype(np.float64)
-    b = model.head.bias.data.astype(np.float64)
-    pred = h_last @ w.T + b
-    d_pred = 2.0 * (pred - y) / pred.size
-    return d_pred @ w
-
-
-def grad_norms(model, x, y):
-    """‖∂L/∂h_t‖ (and ‖∂L/∂c_t‖ for the LSTM) for t = 1..T, with the decay ratio.
-
-    The norm is the Frobenius norm of the (N, H) gradient of the batch-mean loss.
-    Returns dict(h: list of T norms, c: list or None, decay_ratio: ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖,
-    log10_decay; for the LSTM also forget_gate_mean, the mean f_t over steps, batch and units,
-    and forget_gate_max_unit, the largest per-unit mean: the most persistent memory cell).
-    """
-    states = forward_states(model, x)
-    grad_last = last_step_grad(model, states["h"][-1], np.asarray(y, dtype=np.float64))
-    dh, dc = hidden_state_grads(model, x, grad_last, states)
-    out = {"h": np.sqrt(np.einsum("tnh,tnh->t", dh, dh)).tolist(), "c": None}
-    if dc is not None:
-        H = dc.shape[2]
-        out["c"] = np.sqrt(np.einsum("tnh,tnh->t", dc, dc)).tolist()
-        unit_forget = states["gates"][:, :, H:2 * H].mean(axis=(0, 1))  # (H,) mean f per unit
-        out["forget_gate_mean"] = float(unit_forget.mean())
-        out["forget_gate_max_unit"] = float(unit_forget.max())
-    out.update(decay_stats(out["h"]))
-    return out
-
-
-def decay_stats(norms):
-    """decay_ratio = norms[0] / norms[-1] and its log10 (None when not finite or undefined)."""
-    first, last = float(norms[0]), float(norms[-1])
-    if not (math.isfinite(first) and math.isfinite(last)) or last == 0.0:
-        return {"decay_ratio": None, "log10_decay": None}
-    ratio = first / last
-    return {"decay_ratio": ratio, "log10_decay": math.log10(ratio) if ratio > 0 else -math.inf}
-
-
-def set_spectral_radius(weight, radius):
-    """Scale a square weight in place so that its largest |eigenvalue| is ``radius``."""
-    current = float(np.max(np.abs(np.linalg.eigvals(weight.astype(np.float64)))))
-    weight *= np.asarray(radius / current, dtype=weight.dtype)
-    return current
 
 
 # ------------------------------------------------------------------ the experiment
@@ -292,82 +159,143 @@ def _explode(config, seeds, progress):
     return out
 
 
-def run(config, *, rng, progress):
-    """Measure the gradient flow at init and after training, then the explosion case."""
+def run_seed(config, seed):
+    """One seed: weights, batches and measuring batch drawn from ``seed``; the gradient flow at
+    init and after training, then the explosion case."""
+    rng = np.random.default_rng(seed)
     start = time.perf_counter()
     seeds = {k: int(rng.integers(2**31)) for k in ("init", "data", "measure", "eval")}
     with threadpool_limits(limits=config.get("blas_threads", 1), user_api="blas"):
-        models = _flow(config, seeds, progress)
-        explode = _explode(config, seeds, progress)
+        models = _flow(config, seeds, Progress())
+        explode = _explode(config, seeds, Progress())
+    return {"models": models, "explode": explode, "seconds": time.perf_counter() - start}
+
+
+def run(config, *, rng, progress):
+    """One seed, for a caller without the task runner (the seed drawn from ``rng``)."""
+    return combine(config, [{"seed": 0, **run_seed(config, int(rng.integers(2**31)))}])
+
+
+# log10 of a decay ratio that underflowed to 0 (below the smallest float64 subnormal)
+LOG_FLOOR = -324.0
+
+
+def _log10(stats):
+    """log10 of a decay ratio, LOG_FLOOR for 0, None when there is none (a diverged run)."""
+    if stats is None or stats.get("decay_ratio") is None:
+        return None
+    ratio = stats["decay_ratio"]
+    return math.log10(ratio) if ratio > 0 else LOG_FLOOR
+
+
+def _interval(values):
+    """mean_interval of the measured (not None) values; no interval when none was measured."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": None, "low": None, "high": None, "n": 0, "values": []}
+    return mean_interval(values)
+
+
+def combine(config, per_seed):
+    """Per model, at init and after training: the per-seed log10 decay ratios with their 95 % t
+    interval; for the explosion case, in how many seeds each run diverged."""
+    summary = {}
+    for name in MODELS:
+        summary[name] = {}
+        for when in ("init", "trained"):
+            values = [_log10(s["models"][name].get(when)) for s in per_seed]
+            summary[name][when] = {"log10": values, "interval": _interval(values)}
+    explode = {label: sum(bool(s["explode"]["runs"][label]["diverged"]) for s in per_seed)
+               for label in per_seed[0]["explode"]["runs"]}
     return {"config": dict(config), "T": config["T"], "baseline_mse": adding_baseline_mse(),
-            "models": models, "explode": explode, "seconds": time.perf_counter() - start}
+            "seeds": [s["seed"] for s in per_seed], "summary": summary,
+            "explode_diverged": explode,
+            "explode_init_log10": [_log10(s["explode"]["init"]) for s in per_seed],
+            "per_seed": per_seed}
 
 
 # ------------------------------------------------------------------ verdicts
+
+LOG_VANISHED, LOG_EXPLODED = math.log10(VANISHED), math.log10(EXPLODED)
+LOG_ADVANTAGE = math.log10(LSTM_ADVANTAGE)
 
 
 def _fmt(ratio):
     return "n/a" if ratio is None else f"{ratio:.1e}"
 
 
-def _ratio(result, name, when):
-    stats = result["models"][name].get(when)
-    return None if stats is None else stats["decay_ratio"]
+def _fmt_mean(iv):
+    """The geometric mean of a log10 interval as a number: '1.2e-23' (for a headline)."""
+    return "n/a" if iv["mean"] is None else _fmt(10.0 ** iv["mean"])
 
 
-def vanishing_verdict(tanh_ratio, relu_ratio):
-    """"A vanilla RNN's gradients vanish over long spans", from the init decay ratios.
+def _fmt_log(iv):
+    """A log10 interval as powers of ten: '1e-23 [1e-25, 1e-21]'."""
+    if iv["mean"] is None:
+        return "n/a"
+    text = f"1e{iv['mean']:+.1f}"
+    if iv["low"] is None:
+        return text + " (1 seed)"
+    return f"{text} [1e{iv['low']:+.1f}, 1e{iv['high']:+.1f}]"
 
-    supported: both the tanh and the relu RNN keep less than VANISHED of the gradient;
-    nuanced: the tanh RNN vanishes but the relu RNN does not (or explodes);
-    not supported: the tanh RNN does not vanish.
+
+def vanishing_verdict(tanh_log10, relu_log10):
+    """"A vanilla RNN's gradients vanish over long spans", from per-seed log10 decay ratios at init.
+
+    With the 95 % intervals of the tanh and the relu RNN against log10(VANISHED):
+    supported: both lie below it; nuanced: the tanh RNN's below, the relu RNN's
+    above (it does not vanish, or explodes); not supported: the tanh RNN's above;
+    undecided: an interval needed for the answer holds the threshold.
     """
-    if tanh_ratio is None or tanh_ratio >= VANISHED:
-        return "not supported"
-    if relu_ratio is not None and relu_ratio < VANISHED:
+    tanh = classify_against(_interval(tanh_log10), LOG_VANISHED)
+    if tanh != "below":
+        return "not supported" if tanh == "above" else "undecided"
+    relu = classify_against(_interval(relu_log10), LOG_VANISHED)
+    return {"below": "supported", "above": "nuanced"}.get(relu, "undecided")
+
+
+def _kept(lstm_log10, tanh_log10):
+    """At one time (init or trained): "kept" (the LSTM's ratio is above VANISHED and its paired
+    log10 advantage over the tanh RNN above LOG_ADVANTAGE), "better" (the advantage, but it
+    vanishes), "not better", or "unclear" (an interval holds its threshold)."""
+    pairs = [(a, b) for a, b in zip(lstm_log10, tanh_log10) if a is not None and b is not None]
+    if not pairs:
+        return "unclear"
+    advantage = classify_against(_interval([a - b for a, b in pairs]), LOG_ADVANTAGE)
+    if advantage != "above":
+        return "not better" if advantage == "below" else "unclear"
+    alive = classify_against(_interval([a for a, _ in pairs]), LOG_VANISHED)
+    return {"above": "kept", "below": "better"}.get(alive, "unclear")
+
+
+def lstm_verdict(lstm_log10s, tanh_log10s):
+    """"The LSTM keeps gradients alive over long spans", from the per-seed log10 decay ratios
+    at init and after training (two lists each): see :func:`_kept`. supported: kept both
+    times; not supported: not better either time; undecided: an unclear time; nuanced otherwise."""
+    states = [_kept(a, b) for a, b in zip(lstm_log10s, tanh_log10s)]
+    if "unclear" in states:
+        return "undecided"
+    if all(s == "kept" for s in states):
         return "supported"
+    if all(s == "not better" for s in states):
+        return "not supported"
     return "nuanced"
 
 
-def lstm_verdict(lstm_ratios, tanh_ratios):
-    """"The LSTM keeps gradients alive over long spans", from (init, trained) decay ratios.
+def explosion_verdict(init_log10, no_clip_diverged, clip_diverged, control_diverged=None):
+    """"Gradients can explode, and clipping tames them", from per-seed outcomes (lists).
 
-    At each of init and after training the LSTM *keeps* its gradient if its
-    ratio is ≥ VANISHED and ≥ LSTM_ADVANTAGE × the tanh RNN's. supported: both
-    times; nuanced: once, or it beats the RNN by LSTM_ADVANTAGE but still
-    vanishes; not supported: never better than the RNN by that factor.
+    supported: in every seed the unclipped run with the large recurrent weights
+    diverged, and neither the clipped run nor the control (normal weights, no
+    clipping, same learning rate) did; not supported: no seed diverged and no
+    seed's gradient grew by more than EXPLODED along the sequence; nuanced otherwise.
     """
-    kept, better = 0, 0
-    for lstm, rnn in zip(lstm_ratios, tanh_ratios):
-        if lstm is None:
-            continue
-        beats = rnn is None or lstm >= LSTM_ADVANTAGE * rnn
-        better += beats
-        kept += beats and lstm >= VANISHED
-    measured = sum(r is not None for r in lstm_ratios)
-    if measured and kept == measured:
+    control_diverged = control_diverged or [False] * len(no_clip_diverged)
+    if all(no_clip_diverged) and not any(clip_diverged) and not any(control_diverged):
         return "supported"
-    if kept or better:
-        return "nuanced"
-    return "not supported"
-
-
-def explosion_verdict(init_ratio, no_clip_diverged, clip_diverged, control_diverged=False):
-    """"Gradients can explode, and clipping tames them".
-
-    supported: with the large recurrent weights the unclipped run diverged, the
-    clipped one did not, and the control (normal weights, no clipping, same
-    learning rate) did not either;
-    nuanced: the gradient grew by more than EXPLODED along the sequence, or the
-    unclipped run diverged, but clipping did not make the difference or the
-    control diverged too (the learning rate alone is unstable);
-    not supported: no explosion at all.
-    """
-    if no_clip_diverged and not clip_diverged and not control_diverged:
-        return "supported"
-    if no_clip_diverged or (init_ratio is not None and init_ratio > EXPLODED):
-        return "nuanced"
-    return "not supported"
+    if not any(no_clip_diverged) and all(v is not None and v <= LOG_EXPLODED for v in init_log10):
+        return "not supported"
+    return "nuanced"
 
 
 def _run_outcome(r):
@@ -379,62 +307,63 @@ def _run_outcome(r):
 
 
 def claims(result):
-    T = result["T"]
-    tanh_i, relu_i = _ratio(result, "rnn_tanh", "init"), _ratio(result, "rnn_relu", "init")
-    tanh_t, relu_t = _ratio(result, "rnn_tanh", "trained"), _ratio(result, "rnn_relu", "trained")
-    lstm_i, lstm_t = _ratio(result, "lstm", "init"), _ratio(result, "lstm", "trained")
+    T, summary, n = result["T"], result["summary"], len(result["seeds"])
+    log = {(name, when): summary[name][when]["log10"]
+           for name in MODELS for when in ("init", "trained")}
+    iv = {key: _interval(v) for key, v in log.items()}
     steps = result["config"]["train_steps"]
     out = []
 
-    verdict = vanishing_verdict(tanh_i, relu_i)
-    relu_note = ("also vanishes" if relu_i is not None and relu_i < VANISHED else
-                 "explodes" if relu_i is not None and relu_i > EXPLODED else "does not vanish")
+    verdict = vanishing_verdict(log["rnn_tanh", "init"], log["rnn_relu", "init"])
+    relu = classify_against(iv["rnn_relu", "init"], LOG_VANISHED)
+    relu_note = {"below": "also vanishes", "above": "does not vanish"}.get(relu, "undecided")
     out.append(Claim(
         "rnn-vanishing", "A vanilla RNN's gradients vanish over long spans.", verdict,
-        f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over T={T} at init: tanh RNN {_fmt(tanh_i)}, relu RNN "
-        f"{_fmt(relu_i)} ({relu_note}); after {steps} training steps: tanh {_fmt(tanh_t)}, "
-        f"relu {_fmt(relu_t)}. Vanished means below {VANISHED:.0e}.",
-        f"tanh RNN keeps {_fmt(tanh_i)} of ‖∂L/∂h‖ over T={T}"))
+        f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over T={T} at init, mean of log10 [95 % t interval] over {n} "
+        f"seeds: tanh RNN {_fmt_log(iv['rnn_tanh', 'init'])}, relu RNN "
+        f"{_fmt_log(iv['rnn_relu', 'init'])} ({relu_note}); after {steps} training steps: tanh "
+        f"{_fmt_log(iv['rnn_tanh', 'trained'])}, relu {_fmt_log(iv['rnn_relu', 'trained'])}. "
+        f"Vanished means the interval lies below {VANISHED:.0e}.",
+        f"tanh RNN keeps {_fmt_mean(iv['rnn_tanh', 'init'])} of ‖∂L/∂h‖ over T={T} "
+        f"(geometric mean, {n} seeds)"))
 
-    verdict = lstm_verdict([lstm_i, lstm_t], [tanh_i, tanh_t])
-    kept = [when for when, lstm, rnn in (("at init", lstm_i, tanh_i), ("after training", lstm_t, tanh_t))
-            if lstm is not None and lstm >= VANISHED and (rnn is None or lstm >= LSTM_ADVANTAGE * rnn)]
-    lstm = result["models"]["lstm"]
-    forget_text = ", ".join(
-        f"{label} " + " → ".join(
-            "n/a" if not lstm.get(w) or lstm[w].get(key) is None else f"{lstm[w][key]:.2f}"
-            for w in ("init", "trained"))
-        for key, label in (("forget_gate_mean", "mean over units"),
-                           ("forget_gate_max_unit", "most persistent unit")))
+    whens = ("init", "trained")
+    verdict = lstm_verdict([log["lstm", w] for w in whens], [log["rnn_tanh", w] for w in whens])
+    states = {w: _kept(log["lstm", w], log["rnn_tanh", w]) for w in whens}
+    first = result["per_seed"][0]["models"]["lstm"]
+    forget = " → ".join("n/a" if not first.get(w) or first[w].get("forget_gate_max_unit") is None
+                        else f"{first[w]['forget_gate_max_unit']:.2f}" for w in whens)
     out.append(Claim(
         "lstm-gradient-flow", "The LSTM keeps gradients alive over long spans.", verdict,
-        f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over T={T}: LSTM {_fmt(lstm_i)} at init and {_fmt(lstm_t)} after "
-        f"{steps} training steps, against the tanh RNN's {_fmt(tanh_i)} and {_fmt(tanh_t)} "
-        f"(kept alive, i.e. ≥ {VANISHED:.0e} and ≥ {LSTM_ADVANTAGE:.0f}× the RNN's: "
-        f"{' and '.join(kept) if kept else 'never'}; supported needs both); "
-        f"mean forget gate f_t, init → trained: {forget_text}.",
-        f"LSTM {_fmt(lstm_i)} vs tanh RNN {_fmt(tanh_i)} at init"))
+        f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over T={T} ({n} seeds): LSTM {_fmt_log(iv['lstm', 'init'])} at "
+        f"init and {_fmt_log(iv['lstm', 'trained'])} after {steps} training steps, against the "
+        f"tanh RNN's {_fmt_log(iv['rnn_tanh', 'init'])} and {_fmt_log(iv['rnn_tanh', 'trained'])}; "
+        f"at init: {states['init']}, after training: {states['trained']} (kept alive: the "
+        f"interval above {VANISHED:.0e} and the paired advantage over the RNN above "
+        f"{LSTM_ADVANTAGE:.0f}×; supported needs both times); the most persistent unit's mean "
+        f"forget gate, init → trained (seed {result['seeds'][0]}): {forget}.",
+        f"LSTM {_fmt_mean(iv['lstm', 'init'])} vs tanh RNN {_fmt_mean(iv['rnn_tanh', 'init'])} at init"))
 
-    ex = result["explode"]
+    per_seed = result["per_seed"]
+    div = {label: [bool(s["explode"]["runs"][label]["diverged"]) for s in per_seed]
+           for label in per_seed[0]["explode"]["runs"]}
+    verdict = explosion_verdict(result["explode_init_log10"], div["no_clip"], div["clip"],
+                                div.get("control"))
+    ex = per_seed[0]["explode"]
     c = ex["config"]
-    runs = ex["runs"]
-    init_ratio = ex["init"]["decay_ratio"]
-    control = runs.get("control")
-    verdict = explosion_verdict(init_ratio, runs["no_clip"]["diverged"], runs["clip"]["diverged"],
-                                control["diverged"] if control else False)
-    control_text = ("" if control is None else
-                    f"; the control with W_hh as initialised (radius {ex['radius_before']:.2f}), "
-                    f"unclipped, {_run_outcome(control)}")
+    short = {"no_clip": "unclipped", "clip": "clipped", "control": "control"}
+    counts = ", ".join(f"{short.get(k, k)} {sum(v)}/{n}" for k, v in div.items())
     out.append(Claim(
         "gradient-explosion-clipping", "Gradients can explode, and clipping tames them.", verdict,
-        f"{c['nonlinearity']} RNN with W_hh at spectral radius {ex['radius']:.2f}, T={c['T']}: "
-        f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ = {_fmt(init_ratio)} at init; SGD (lr {c['lr']}) without "
-        f"clipping {_run_outcome(runs['no_clip'])}, largest gradient norm "
-        f"{_fmt(runs['no_clip']['max_grad_norm'])}; with clip_grad_norm_({c['max_norm']}) it "
-        f"{_run_outcome(runs['clip'])}{control_text}. Diverged means non-finite or a loss above "
+        f"{c['nonlinearity']} RNN with W_hh at spectral radius {ex['radius']:.2f}, T={c['T']}, "
+        f"SGD (lr {c['lr']}): ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ at init "
+        f"{_fmt_log(_interval(result['explode_init_log10']))}; runs that diverged over {n} seeds: "
+        f"{counts} (supported needs the unclipped run to diverge in every seed and the clipped "
+        f"run and the control in none). Seed {result['seeds'][0]}: without clipping it "
+        f"{_run_outcome(ex['runs']['no_clip'])}, with clip_grad_norm_({c['max_norm']}) it "
+        f"{_run_outcome(ex['runs']['clip'])}. Diverged means non-finite or a loss above "
         f"{DIVERGENCE_FACTOR:.0f}× the first.",
-        f"unclipped {'diverged' if runs['no_clip']['diverged'] else 'stayed finite'}, clipped "
-        f"{'diverged' if runs['clip']['diverged'] else 'stayed finite'}"))
+        f"diverged: unclipped {sum(div['no_clip'])}/{n}, clipped {sum(div['clip'])}/{n} seeds"))
     return out
 
 
@@ -447,7 +376,31 @@ def _run_name(ex, label, r):
                                                r0=f"{ex.get('radius_before', float('nan')):.2f}")
 
 
+def _first_seed(result):
+    """The first seed's measurements in the shape the detailed tables and plots read."""
+    first = result["per_seed"][0]
+    return {**result, "models": first["models"], "explode": first["explode"]}
+
+
 def tables(result):
+    """Over the seeds: the decay ratios' intervals and divergence counts; then the first seed's
+    detail (every norm, loss and forget gate, and the explosion runs)."""
+    n, summary = len(result["seeds"]), result["summary"]
+    rows = [[LABELS[name], _fmt_log(_interval(summary[name]["init"]["log10"])),
+             _fmt_log(_interval(summary[name]["trained"]["log10"])),
+             f"{sum(v is not None for v in summary[name]['trained']['log10'])}/{n}"]
+            for name in MODELS]
+    seeds = Table(f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over {n} seeds (T={result['T']}): mean of log10 with its "
+                  f"95 % t interval, shown as powers of ten",
+                  ["model", "at init", "after training", "seeds trained without diverging"], rows)
+    view = _first_seed(result)
+    detail = _seed_tables(view)
+    for table in detail:
+        table.title = f"Seed {result['seeds'][0]}: {table.title}"
+    return [seeds, *detail]
+
+
+def _seed_tables(result):
     rows = []
     for name, m in result["models"].items():
         row = [m["label"]]
@@ -496,9 +449,34 @@ def tables(result):
 
 
 def plots(result, out_dir):
+    """The first seed's gradient curves and explosion runs, then every seed's decay ratios."""
+    paths = _seed_plots(_first_seed(result), out_dir)
+    pyplot = plt()
+    fig, ax = pyplot.subplots(figsize=(7.5, 3.6))
+    for i, name in enumerate(MODELS):
+        for j, when in enumerate(("init", "trained")):
+            values = [v for v in result["summary"][name][when]["log10"] if v is not None]
+            x = 3 * j + i + np.linspace(-0.2, 0.2, len(values)) if len(values) > 1 else [3 * j + i]
+            ax.scatter(x, values, color=style.model_color(name), marker=style.model_marker(name), s=18,
+                       label=style.model_label(name) if j == 0 else None)
+    ax.axhline(LOG_VANISHED, color=style.NEUTRAL, ls="--", lw=1)
+    ax.set_xticks([1, 4], ["at init", "after training"])
+    ax.grid(axis="x", visible=False)
+    ax.set(ylabel="log10 ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖", title=f"Decay ratio per seed (T={result['T']})")
+    style.legend_outside(ax)
+    fig.tight_layout()
+    path = style.save(fig, out_dir / "gradient_flow_seeds.png",
+                      f"One dot per seed and model: log10 of the gradient kept from step T back to step 1; "
+                      f"below the dashed line ({VANISHED:.0e}) it has vanished.")
+    return [*paths, path]
+
+
+def _seed_plots(result, out_dir):
+    """The gradient-flow and explosion figures of one seed (``result`` as :func:`_first_seed`)."""
     pyplot = plt()
     T = result["T"]
     t = np.arange(1, T + 1)
+    seed = result["seeds"][0]
     fig, ax = pyplot.subplots(figsize=(7.5, 4))
     for name, m in result["models"].items():
         for when, ls in (("init", "-"), ("trained", "--")):
@@ -510,13 +488,13 @@ def plots(result, out_dir):
                     label=f"{m['label']}, {'init' if when == 'init' else 'trained'}")
     ax.set_yscale("log")
     ax.set(xlabel="time step t (loss on step T)", ylabel="‖∂L/∂h_t‖ (log)",
-           title=f"Gradient reaching each hidden state (T={T})")
+           title=f"Gradient reaching each hidden state (T={T}, seed {seed})")
     ax.grid(alpha=0.3, which="both")
     style.legend_outside(ax)
     fig.tight_layout()
     flow_path = style.save(fig, out_dir / "gradient_flow.png",
-                           "How much of the loss gradient reaches step t (solid: at init, dashed: trained): "
-                           "a line falling by decades towards t = 1 is a vanishing gradient.")
+                           "How much of the loss gradient reaches step t (solid: at init, dashed: trained; "
+                           "first seed): a line falling by decades towards t = 1 is a vanishing gradient.")
 
     ex = result["explode"]
     run_colors = {"no_clip": style.MODELS["rnn"][1], "clip": style.SERIES[0], "control": style.NEUTRAL}
@@ -548,8 +526,9 @@ def plots(result, out_dir):
                frameon=False, bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     explode_path = style.save(fig, out_dir / "gradient_explosion.png",
-                              "Large recurrent weights: the gradient grows along the sequence (left); "
-                              "without clipping the norm and the loss blow up, with clipping they stay bounded.")
+                              f"Large recurrent weights (seed {seed}): the gradient grows along the sequence "
+                              "(left); without clipping the norm and the loss blow up, with clipping they "
+                              "stay bounded.")
     return [flow_path, explode_path]
 
 

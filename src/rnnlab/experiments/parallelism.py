@@ -54,6 +54,7 @@ from .scaling import (COLORS, MODEL_NAMES, _value_ticks, consistent, disturbed, 
 
 NAME = "parallelism"
 TITLE = "Parallelism: independent samples against sequential time steps"
+TIMING = True  # measures time: runs alone on the driver, never beside another task
 
 # Speedups closer than this are a tie (timing noise on a shared machine).
 SPEEDUP_MARGIN = 0.1

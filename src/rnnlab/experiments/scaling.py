@@ -72,6 +72,7 @@ from .base import Claim, Progress, Table, log_slope, plt, time_stats
 
 NAME = "scaling"
 TITLE = "Complexity: the O(·) formulas, analytic and measured"
+TIMING = True  # measures time: runs alone on the driver, never beside another task
 
 VARIABLES = ("d", "n", "m", "T")
 VARIABLE_NAMES = {"d": "batch size d", "n": "input size n", "m": "hidden size m", "T": "sequence length T"}

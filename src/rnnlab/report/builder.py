@@ -21,13 +21,14 @@ import json
 import sys
 from pathlib import Path
 
-from ..experiments.base import Claim, Table
+from ..experiments.base import Claim, Table, schedule_note
 from . import html as H
 from . import markdown as M
 from .style import read_caption
 
 TITLE = "rnnlab compare: MLP, vanilla RNN and LSTM, measured"
-VERDICT_WORD = {"supported": "supported", "not supported": "not supported", "nuanced": "nuanced"}
+VERDICT_WORD = {"supported": "supported", "not supported": "not supported", "nuanced": "nuanced",
+                "undecided": "undecided"}
 SOURCE_SENTENCE = ("Every verdict below is computed from the numbers in results.json; rerun "
                    "`rnnlab report results.json` to rebuild this page from them.")
 
@@ -104,11 +105,16 @@ def conditions(results) -> list[tuple[str, str, bool]]:
     config = results.get("config", {})
     rows = [("Machine", machine_line(results), False)]
     seconds = sum((results.get("seconds") or {}).values())
-    run = (f"preset {config.get('preset', '?')}, seed {config.get('seed', '?')}, "
-           f"finished {results.get('finished', '?')}")
+    seeds = config.get("seeds")
+    seed_text = (f"{len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({seeds[0]}..{seeds[-1]})"
+                 if seeds else f"seed {config.get('seed', '?')}")
+    run = f"preset {config.get('preset', '?')}, {seed_text}, finished {results.get('finished', '?')}"
     if seconds:
         run += f", {seconds:.0f} s of measuring"
     rows.append(("Run", run, False))
+    note = schedule_note(results)
+    if note:  # seeds, the interval, who ran the tasks and what ran alone
+        rows.append(("Seeds and scheduling", note, False))
     if m.get("loadavg"):
         rows.append(("Load average at the start", ", ".join(f"{x:.2f}" for x in m["loadavg"])
                      + " (1, 5, 15 min)", False))
@@ -123,8 +129,9 @@ def conditions(results) -> list[tuple[str, str, bool]]:
                 f"{n_busy} of {n_all} timed measurements saw at least half a core busy")
         warn = worst >= 0.5
         if warn:
-            text += (". Timing claims measured under contention are capped at “nuanced” and say so "
-                     "in their deciding numbers; rerun on a quiet machine to decide them")
+            text += (". Timing claims measured under contention are capped at “nuanced” or left "
+                     "“undecided” and say so in their deciding numbers; rerun on a quiet machine "
+                     "to decide them")
         rows.append(("Contention", text + ".", warn))
     return rows
 

@@ -16,7 +16,10 @@ from . import style
 from .format import format_rows, numeric_columns
 
 LONG_CELL = 36  # characters: a longer text cell wraps
-BADGE_CLASS = {"supported": "badge-yes", "not supported": "badge-no", "nuanced": "badge-mixed"}
+# Each verdict differs by fill, border style and word, not by hue alone: solid blue, red outline,
+# amber with a dashed border, light grey with a dotted border.
+BADGE_CLASS = {"supported": "badge-yes", "not supported": "badge-no", "nuanced": "badge-mixed",
+               "undecided": "badge-open"}
 
 
 def badge(verdict: str) -> str:
@@ -72,8 +75,9 @@ def summary(entries) -> str:
 
 
 def verdict_counts(claims) -> str:
-    """"12 claims: 5 supported, 4 nuanced, 3 not supported" with a badge for each kind."""
-    counts = {v: sum(c.verdict == v for c in claims) for v in ("supported", "nuanced", "not supported")}
+    """"12 claims: 5 supported, 4 nuanced, 2 not supported, 1 undecided" with a badge for each kind."""
+    counts = {v: sum(c.verdict == v for c in claims)
+              for v in ("supported", "nuanced", "not supported", "undecided")}
     parts = [f"{badge(v)} × {n}" for v, n in counts.items() if n]
     return f"<p class=\"tally\">{len(claims)} claims: {' '.join(parts)}</p>"
 
@@ -139,6 +143,7 @@ table.claims summary { cursor: pointer; }
 .badge-yes { background: #005a8c; color: #ffffff; }
 .badge-no { background: #ffffff; color: #8a2c00; border-color: #8a2c00; }
 .badge-mixed { background: #f5c15b; color: #1d1d1f; border-style: dashed; border-color: #1d1d1f; }
+.badge-open { background: #e4e4e8; color: #1d1d1f; border-style: dotted; border-color: #1d1d1f; }
 .tally .badge { margin-right: 0.15em; }
 .conditions { background: #fff8e6; border: 1px solid #e6c46a; border-radius: 6px; padding: 0.2em 1em 0.6em;
               margin: 1.2em 0; }
