@@ -167,6 +167,7 @@ def test_badges_say_the_verdict_in_words(built):
     claims = [c for _, c in collect_claims(results)]
     words = [text for _, text in page.badges]
     assert set(words) <= set(VERDICTS)
+    assert "undecided" in words  # the fixture (2 seeds) shows seeds' fourth verdict, for the browser test too
     # Each claim has a badge in the summary and one in its section; plus the tally's.
     for verdict in VERDICTS:
         n = sum(c.verdict == verdict for c in claims)
@@ -237,6 +238,7 @@ def test_conditions_banner_reports_contention_once():
     rows = conditions(results)
     labels = [label for label, _, _ in rows]
     assert labels.count("Contention") == 1 and "Machine" in labels
+    assert "Seeds and scheduling" in labels  # the seeds, the interval, who ran the tasks: said once
     quiet = json.loads(json.dumps(results).replace('"other_load_cores"', '"_other"'))
     assert "Contention" not in [label for label, _, _ in conditions(quiet)]
 

@@ -170,7 +170,8 @@ figcaption { color: var(--muted); font-size: 0.92em; margin-top: 0.3em; }
   table.claims tr { border: 1px solid var(--rule); border-radius: 6px; margin-bottom: 0.6em; padding: 0.3em 0.5em; }
   table.claims td { border: 0; padding: 0.1em 0; text-align: left; }
   table.claims td.idx { display: none; }
-  table.claims td.claim-cell { min-width: 0; font-weight: 600; }
+  table.claims td.claim-cell { min-width: 0; width: 100%; font-weight: 600; }
+  table.claims td.headline { min-width: 0; width: 100%; }
   .toc ol { columns: 1; }
   /* A figure keeps its 1x size, so that its text stays readable, and scrolls sideways in its box. */
   figure img { max-width: none; }
