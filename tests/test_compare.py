@@ -21,7 +21,8 @@ TINY_TIME = {"d": 4, "n": 3, "m": 8, "T": 5, "k": 2, "seeds": 2, "warmup": 2, "r
 
 @pytest.fixture(scope="module")
 def digits_result():
-    return digits.run(TINY_DIGITS, rng=np.random.default_rng(0), progress=Progress())
+    return digits.combine(TINY_DIGITS, [{"seed": s, **digits.run_seed(TINY_DIGITS, 10 + s)}
+                                        for s in range(3)])
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,11 @@ def time_result():
 
 
 def test_digits_numbers_are_sane(digits_result):
-    models = digits_result["models"]
+    assert digits_result["seeds"] == [0, 1, 2]
+    summary = digits_result["summary"]["lstm"]["test_accuracy"]
+    per_seed = [s["models"]["lstm"]["test_accuracy"] for s in digits_result["per_seed"]]
+    assert summary["values"] == per_seed and summary["mean"] == pytest.approx(np.mean(per_seed))
+    models = digits_result["per_seed"][0]["models"]
     assert set(models) == {"mlp", "rnn", "lstm"}
     for kind, m in models.items():
         assert 0.0 <= m["test_accuracy"] <= 1.0
@@ -44,18 +49,32 @@ def test_digits_numbers_are_sane(digits_result):
     assert models["lstm"]["parameters"] == 4 * (H * F + H * H + 2 * H) + H * 10 + 10
 
 
+def _with_accuracies(result, accs):
+    """A copy of a digits result whose seed k has test accuracy accs[kind][k], recombined."""
+    fake = copy.deepcopy(result)
+    for kind, values in accs.items():
+        for seed, value in zip(fake["per_seed"], values):
+            seed["models"][kind]["test_accuracy"] = value
+    return digits.combine(fake["config"], fake["per_seed"])
+
+
 def test_digits_verdicts_follow_the_numbers(digits_result):
+    mlp, rnn = [0.80, 0.82, 0.81], [0.85, 0.86, 0.84]
+    verdict = lambda lstm: digits.claims(  # noqa: E731
+        _with_accuracies(digits_result, {"mlp": mlp, "rnn": rnn, "lstm": lstm}))[0].verdict
+    assert verdict([0.97, 0.96, 0.98]) == "supported"
+    assert verdict([0.50, 0.52, 0.51]) == "not supported"
+    assert verdict([0.851, 0.861, 0.841]) == "nuanced"  # tied with the RNN, above the MLP
+    assert verdict([0.97, 0.60, 0.98]) == "undecided"  # one bad seed: the interval holds 0
+
     fake = copy.deepcopy(digits_result)
-    for kind, acc in (("mlp", 0.80), ("rnn", 0.85), ("lstm", 0.97)):
-        fake["models"][kind]["test_accuracy"] = acc
-    assert digits.claims(fake)[0].verdict == "supported"
-    fake["models"]["lstm"]["test_accuracy"] = 0.5
-    assert digits.claims(fake)[0].verdict == "not supported"
-    for kind, drop in (("mlp", 0.5), ("rnn", 0.1), ("lstm", 0.1)):
-        fake["models"][kind]["robustness"] = {"0.0": 0.9, "0.5": 0.9 - drop}
-    assert digits.claims(fake)[1].verdict == "supported"
-    fake["models"]["mlp"]["robustness"]["0.5"] = 0.9
-    assert digits.claims(fake)[1].verdict == "not supported"
+    for seed, jitter in zip(fake["per_seed"], (0.0, 0.01, -0.01)):
+        for kind, drop in (("mlp", 0.5), ("rnn", 0.1), ("lstm", 0.1)):
+            seed["models"][kind]["robustness"] = {"0.0": 0.9, "0.5": 0.9 - drop - jitter}
+    assert digits.claims(digits.combine(fake["config"], fake["per_seed"]))[1].verdict == "supported"
+    for seed in fake["per_seed"]:
+        seed["models"]["mlp"]["robustness"]["0.5"] = 0.9
+    assert digits.claims(digits.combine(fake["config"], fake["per_seed"]))[1].verdict == "not supported"
 
 
 def test_training_time_numbers_are_sane(time_result):
@@ -74,11 +93,31 @@ def test_training_time_numbers_are_sane(time_result):
 def test_training_time_verdict_flips(time_result):
     fake = copy.deepcopy(time_result)
     for m in fake["models"].values():
+        m["other_load_cores"] = 0.0  # a quiet machine: the verdict follows the spreads
+    for m in fake["models"].values():
         m["between_seed_spread"], m["within_seed_spread"] = 0.5, 0.05
     assert training_time.claims(fake)[0].verdict == "supported"
     for m in fake["models"].values():
         m["between_seed_spread"], m["within_seed_spread"] = 0.01, 0.2
     assert training_time.claims(fake)[0].verdict == "not supported"
+
+
+def test_training_time_claims_are_undecided_on_a_busy_machine(time_result):
+    fake = copy.deepcopy(time_result)
+    fake.update(threads=2, cpus=2)
+    for m in fake["models"].values():
+        m["between_seed_spread"], m["within_seed_spread"], m["first5_mean_error"] = 0.01, 0.2, 0.5
+        m["other_load_cores"] = 0.1
+    quiet = training_time.claims(fake)
+    assert [c.verdict for c in quiet] == ["not supported", "not supported"]
+    assert not any(c.headline.startswith("machine busy") for c in quiet)
+    fake["models"]["rnn"]["other_load_cores"] = 1.2  # another process held a core
+    out = training_time.claims(fake)
+    assert [c.verdict for c in out] == ["undecided", "undecided"]
+    assert all(c.evidence.startswith("Machine busy") for c in out)
+    # The claims table's headline says why too, and keeps the number as measured.
+    assert [c.headline.split(";")[0] for c in out] == ["machine busy", "machine busy"]
+    assert [c.headline.split("as measured ")[1] for c in out] == [c.headline for c in quiet]
 
 
 def test_log_slope_recovers_a_known_exponent():

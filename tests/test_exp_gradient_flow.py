@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
-from rnnlab.analysis import gradient_flow as flow
 from rnnlab.data import adding_problem
 from rnnlab.experiments import gradient_flow as gf
 from rnnlab.experiments.base import VERDICTS, Claim, Progress, Table
@@ -25,8 +24,14 @@ TINY = {"T": 12, "batch": 8, "measure_batch": 6, "lr": 0.01, "max_norm": 1.0, "e
 
 
 @pytest.fixture(scope="module")
-def result():
-    return gf.run(TINY, rng=np.random.default_rng(0), progress=Progress(None))
+def combined():
+    return gf.combine(TINY, [{"seed": s, **gf.run_seed(TINY, 3 + s)} for s in range(2)])
+
+
+@pytest.fixture(scope="module")
+def result(combined):
+    """The first seed's measurements (the shape run_seed gives, with the config)."""
+    return gf._first_seed(combined)
 
 
 # ------------------------------------------------------------------ exactness against torch
@@ -37,23 +42,14 @@ def _torch_hidden_grads(torch, model, x, y):
     body = model.body
     t = lambda a: torch.tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
     w_ih, w_hh = t(body.weight_ih_l0.data), t(body.weight_hh_l0.data).requires_grad_()
-    b_ih, b_hh = t(body.bias_ih_l0.data), t(body.bias_hh_l0.data)
+    b = t(body.bias_ih_l0.data) + t(body.bias_hh_l0.data)
     T, N, _ = x.shape
     H = body.hidden_size
     h = torch.zeros(N, H, dtype=torch.float64)
     c = torch.zeros(N, H, dtype=torch.float64)
     hs, cs = [], []
     for step in range(T):
-        if model.kind == "gru":  # torch's own equations, b_hn inside r ⊙ (...)
-            gx, gh = t(x[step]) @ w_ih.T + b_ih, h @ w_hh.T + b_hh
-            r = torch.sigmoid(gx[:, :H] + gh[:, :H])
-            z = torch.sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
-            n = torch.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
-            h = (1 - z) * n + z * h
-            h.retain_grad()
-            hs.append(h)
-            continue
-        pre = t(x[step]) @ w_ih.T + h @ w_hh.T + b_ih + b_hh
+        pre = t(x[step]) @ w_ih.T + h @ w_hh.T + b
         if model.kind == "rnn":
             h = torch.tanh(pre) if body.nonlinearity == "tanh" else torch.relu(pre)
         else:
@@ -86,9 +82,9 @@ def test_hidden_grads_match_torch(torch, name, scale):
         p.data[...] = rng.uniform(-1, 1, p.shape) * scale / np.sqrt(H)
     batch = adding_problem(N, T, rng=rng, dtype=np.float32)
     expected_dh, expected_dc = _torch_hidden_grads(torch, model, batch.x, batch.y)
-    states = flow.forward_states(model, batch.x)
-    grad_last = flow.last_step_grad(model, states["h"][-1], batch.y.astype(np.float64))
-    dh, dc = flow.hidden_state_grads(model, batch.x, grad_last, states)
+    states = gf.forward_states(model, batch.x)
+    grad_last = gf.last_step_grad(model, states["h"][-1], batch.y.astype(np.float64))
+    dh, dc = gf.hidden_state_grads(model, batch.x, grad_last, states)
     assert dh.shape == (T, N, H)
     # Not a vacuous comparison: the gradient reaches every step.
     assert np.all(np.abs(expected_dh).reshape(T, -1).max(axis=1) > 0)
@@ -99,7 +95,7 @@ def test_hidden_grads_match_torch(torch, name, scale):
             assert_close(dc[step], expected_dc[step], np.float64, f"lstm dL/dc_{step + 1}")
     else:
         assert dc is None
-    norms = flow.grad_norms(model, batch.x, batch.y)
+    norms = gf.grad_norms(model, batch.x, batch.y)
     np.testing.assert_allclose(norms["h"], np.linalg.norm(expected_dh.reshape(T, -1), axis=1),
                                rtol=1e-10)
     assert norms["decay_ratio"] == pytest.approx(norms["h"][0] / norms["h"][-1])
@@ -112,12 +108,12 @@ def test_forward_states_match_the_library(backend):
     for name, (kind, act) in gf.MODELS.items():
         model = SequenceModel(kind, 2, 4, 1, activation=act, dtype=np.float64, rng=rng)
         output, _ = model.body(x)
-        assert_close(flow.forward_states(model, x)["h"][1:], output, np.float64, name)
+        assert_close(gf.forward_states(model, x)["h"][1:], output, np.float64, name)
 
 
 def test_set_spectral_radius():
     w = np.random.default_rng(0).uniform(-0.2, 0.2, (6, 6)).astype(np.float32)
-    flow.set_spectral_radius(w, 3.0)
+    gf.set_spectral_radius(w, 3.0)
     assert np.max(np.abs(np.linalg.eigvals(w.astype(np.float64)))) == pytest.approx(3.0, rel=1e-5)
 
 
@@ -173,42 +169,55 @@ def test_diverged():
 # ------------------------------------------------------------------ verdicts
 
 
+def _seeds(log10, jitter=(0.0, 0.3, -0.3)):
+    """Per-seed log10 values around ``log10``."""
+    return [log10 + j for j in jitter]
+
+
 def test_verdict_functions_flip():
-    assert gf.vanishing_verdict(1e-20, 1e-30) == "supported"
-    assert gf.vanishing_verdict(1e-20, 1e5) == "nuanced"
-    assert gf.vanishing_verdict(1e-20, 0.5) == "nuanced"
-    assert gf.vanishing_verdict(0.5, 1e-30) == "not supported"
-    assert gf.lstm_verdict([0.1, 0.2], [1e-20, 1e-20]) == "supported"
-    assert gf.lstm_verdict([1e-20, 0.2], [1e-25, 1e-20]) == "nuanced"
-    assert gf.lstm_verdict([1e-10, 1e-10], [1e-20, 1e-20]) == "nuanced"  # better, still vanishes
-    assert gf.lstm_verdict([1e-20, 1e-20], [1e-10, 1e-10]) == "not supported"
-    assert gf.explosion_verdict(1e6, True, False, False) == "supported"
-    assert gf.explosion_verdict(1e6, True, False, True) == "nuanced"  # control diverged too
-    assert gf.explosion_verdict(1e6, True, True) == "nuanced"
-    assert gf.explosion_verdict(1e6, False, False) == "nuanced"
-    assert gf.explosion_verdict(0.5, False, False) == "not supported"
+    assert gf.vanishing_verdict(_seeds(-20), _seeds(-30)) == "supported"
+    assert gf.vanishing_verdict(_seeds(-20), _seeds(5)) == "nuanced"
+    assert gf.vanishing_verdict(_seeds(-20), _seeds(-0.3)) == "nuanced"
+    assert gf.vanishing_verdict(_seeds(-0.3), _seeds(-30)) == "not supported"
+    assert gf.vanishing_verdict(_seeds(-3, (-2.0, 2.0, 0.0)), _seeds(-30)) == "undecided"
+    assert gf.lstm_verdict([_seeds(-1), _seeds(-0.7)], [_seeds(-20), _seeds(-20)]) == "supported"
+    assert gf.lstm_verdict([_seeds(-20), _seeds(-0.7)], [_seeds(-25), _seeds(-20)]) == "nuanced"
+    # better than the RNN by 10 orders, but still vanishes
+    assert gf.lstm_verdict([_seeds(-10), _seeds(-10)], [_seeds(-20), _seeds(-20)]) == "nuanced"
+    assert gf.lstm_verdict([_seeds(-20), _seeds(-20)], [_seeds(-10), _seeds(-10)]) == "not supported"
+    assert gf.lstm_verdict([_seeds(-1, (0, 30, -30)), _seeds(-1)],
+                           [_seeds(-20), _seeds(-20)]) == "undecided"
+    assert gf.explosion_verdict([6, 6], [True, True], [False, False], [False, False]) == "supported"
+    assert gf.explosion_verdict([6, 6], [True, True], [False, False], [False, True]) == "nuanced"
+    assert gf.explosion_verdict([6, 6], [True, False], [False, False]) == "nuanced"
+    assert gf.explosion_verdict([6, 6], [False, False], [False, False]) == "nuanced"
+    assert gf.explosion_verdict([-0.3, -0.3], [False, False], [False, False]) == "not supported"
 
 
 def _set_ratio(result, name, when, ratio):
-    stats = result["models"][name][when]
-    stats["h"] = [ratio] + stats["h"][1:-1] + [1.0]
-    stats.update(flow.decay_stats(stats["h"]))
+    """Seed k's decay ratio of ``name`` at ``when`` becomes ratio · 2^k (seeds differ a little)."""
+    for k, seed in enumerate(result["per_seed"]):
+        stats = seed["models"][name][when]
+        stats["h"] = [ratio * 2.0 ** k] + stats["h"][1:-1] + [1.0]
+        stats.update(gf.decay_stats(stats["h"]))
 
 
 def _verdicts(result):
+    result = gf.combine(result["config"], result["per_seed"])
     return {c.key: c.verdict for c in gf.claims(result)}
 
 
-def test_claims_follow_the_numbers(result):
-    fake = copy.deepcopy(result)
+def test_claims_follow_the_numbers(combined):
+    fake = copy.deepcopy(combined)
     for when in ("init", "trained"):
         _set_ratio(fake, "rnn_tanh", when, 1e-20)
         _set_ratio(fake, "rnn_relu", when, 1e-30)
         _set_ratio(fake, "lstm", when, 0.3)
-    runs = fake["explode"]["runs"]
-    runs["no_clip"].update(diverged=True, non_finite=True, stopped=3)
-    runs["clip"].update(diverged=False, non_finite=False)
-    runs["control"].update(diverged=False, non_finite=False)
+    for seed in fake["per_seed"]:
+        runs = seed["explode"]["runs"]
+        runs["no_clip"].update(diverged=True, non_finite=True, stopped=3)
+        runs["clip"].update(diverged=False, non_finite=False)
+        runs["control"].update(diverged=False, non_finite=False)
     assert _verdicts(fake) == {"rnn-vanishing": "supported", "lstm-gradient-flow": "supported",
                                "gradient-explosion-clipping": "supported"}
 
@@ -216,8 +225,9 @@ def test_claims_follow_the_numbers(result):
     for when in ("init", "trained"):
         _set_ratio(contrary, "rnn_tanh", when, 0.5)  # the RNN keeps its gradient ...
         _set_ratio(contrary, "lstm", when, 1e-12)  # ... and the LSTM loses it
-    contrary["explode"]["init"].update(flow.decay_stats([0.1] + [1.0] * 9))
-    contrary["explode"]["runs"]["no_clip"].update(diverged=False, non_finite=False,
+    for seed in contrary["per_seed"]:
+        seed["explode"]["init"].update(gf.decay_stats([0.1] + [1.0] * 9))
+        seed["explode"]["runs"]["no_clip"].update(diverged=False, non_finite=False,
                                                   max_loss_ratio=1.2)
     assert _verdicts(contrary) == {"rnn-vanishing": "not supported",
                                    "lstm-gradient-flow": "not supported",
@@ -225,14 +235,16 @@ def test_claims_follow_the_numbers(result):
 
     mixed = copy.deepcopy(fake)
     _set_ratio(mixed, "rnn_relu", "init", 1e6)  # relu explodes instead of vanishing
-    _set_ratio(mixed, "lstm", "init", 1e-18)  # the LSTM only keeps its gradient once trained
-    mixed["explode"]["runs"]["control"].update(diverged=True)
+    _set_ratio(mixed, "lstm", "init", 1e-19)  # the LSTM only keeps its gradient once trained
+    mixed["per_seed"][1]["explode"]["runs"]["control"].update(diverged=True)
     assert _verdicts(mixed) == {"rnn-vanishing": "nuanced", "lstm-gradient-flow": "nuanced",
                                 "gradient-explosion-clipping": "nuanced"}
-    assert "explodes" in gf.claims(mixed)[0].evidence
+    mixed = gf.combine(mixed["config"], mixed["per_seed"])
+    assert "does not vanish" in gf.claims(mixed)[0].evidence
 
 
-def test_claims_tables_on_the_run(result):
+def test_claims_tables_on_the_run(combined):
+    result = combined
     out = gf.claims(result)
     assert [c.key for c in out] == ["rnn-vanishing", "lstm-gradient-flow",
                                     "gradient-explosion-clipping"]
@@ -243,21 +255,24 @@ def test_claims_tables_on_the_run(result):
         assert all(len(row) == len(table.columns) for row in table.rows)
 
 
-def test_plots_are_png(result, tmp_path):
-    paths = gf.plots(result, tmp_path)
-    assert len(paths) == 2
+def test_plots_are_png(combined, tmp_path):
+    paths = gf.plots(combined, tmp_path)
+    assert len(paths) == 3
     for path in paths:
         assert path.parent == tmp_path and path.read_bytes()[:8] == PNG_MAGIC
 
 
-def test_plots_survive_a_diverged_run(result, tmp_path):
-    fake = json.loads(json.dumps(result))  # as read back from results.json
-    fake["models"]["lstm"]["trained"] = None
-    fake["models"]["lstm"]["trained_loss"] = None
-    r = fake["explode"]["runs"]["no_clip"]
+def test_plots_survive_a_diverged_run(combined, tmp_path):
+    fake = json.loads(json.dumps(combined))  # as read back from results.json
+    first = fake["per_seed"][0]
+    first["models"]["lstm"]["trained"] = None
+    first["models"]["lstm"]["trained_loss"] = None
+    r = first["explode"]["runs"]["no_clip"]
     r["loss"][-1] = None
     r["grad_norm"][-1] = None
     r.update(stopped=r["steps_run"], non_finite=True, diverged=True, final_loss=None)
+    fake = gf.combine(fake["config"], fake["per_seed"])
+    assert fake["summary"]["lstm"]["trained"]["log10"][0] is None
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in gf.plots(fake, tmp_path))
     assert len(gf.claims(fake)) == 3
     gf.tables(fake)

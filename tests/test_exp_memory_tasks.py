@@ -14,6 +14,7 @@ from rnnlab.experiments import memory_tasks as mt
 from rnnlab.experiments.base import VERDICTS, Claim, Progress, Table
 from rnnlab.models import SequenceModel
 from rnnlab.optim import SGD
+from rnnlab.stats import fmt_interval
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -24,19 +25,25 @@ TINY = {"tasks": ["adding", "copy"], "T": [3, 6], "hidden": 8, "batch": 8, "lr":
 
 @pytest.fixture(scope="module")
 def result():
-    return mt.run(TINY, rng=np.random.default_rng(0), progress=Progress(None))
+    return mt.combine(TINY, [{"seed": s, **mt.run_seed(TINY, 7 + s)} for s in range(2)])
+
+
+def test_one_seed_run_is_combined():
+    one = mt.run(TINY, rng=np.random.default_rng(0), progress=Progress(None))
+    assert one["seeds"] == [0] and one["summary"]["adding"][0]["lstm"]["ratio"]["low"] is None
 
 
 def test_result_keys_and_shapes(result):
-    assert result["config"] == TINY
-    assert list(result["runs"]) == ["adding", "copy"]
-    for task, runs in result["runs"].items():
+    assert result["config"] == TINY and result["seeds"] == [0, 1]
+    first = result["per_seed"][0]
+    assert list(first["runs"]) == ["adding", "copy"]
+    for task, runs in first["runs"].items():
         assert [r["T"] for r in runs] == TINY["T"]
         for r in runs:
             expected = (adding_baseline_mse() if task == "adding"
                         else copy_baseline_cross_entropy(r["T"], 8, 10))
             assert r["baseline"] == pytest.approx(expected)
-            assert set(r["models"]) == {"lstm", "gru", "rnn"}
+            assert set(r["models"]) == {"lstm", "rnn"}
             for m in r["models"].values():
                 # one entry per logged step: every 3 steps, and the last one
                 assert m["curve"]["steps"] == [3, 6, 7]
@@ -46,6 +53,11 @@ def test_result_keys_and_shapes(result):
                 assert m["ratio"] == pytest.approx(m["final_loss"] / r["baseline"])
                 if task == "copy":
                     assert 0 <= m["recall_accuracy"] <= 1
+    for task, entries in result["summary"].items():
+        for i, e in enumerate(entries):
+            values = [s["runs"][task][i]["models"]["lstm"]["ratio"] for s in result["per_seed"]]
+            assert e["lstm"]["ratio"]["values"] == values
+            assert e["lstm"]["ratio"]["low"] < e["lstm"]["ratio"]["mean"] < e["lstm"]["ratio"]["high"]
     json.dumps(result, allow_nan=False)
 
 
@@ -96,46 +108,54 @@ def test_copy_loss_is_the_mean_per_step_cross_entropy():
 
 
 def test_memory_verdict_flips():
-    assert mt.memory_verdict(0.05, 0.95) == "supported"
-    assert mt.memory_verdict(0.95, 0.05) == "not supported"
-    assert mt.memory_verdict(0.05, 0.05) == "nuanced"  # both solve it
-    assert mt.memory_verdict(1.0, 1.0) == "nuanced"  # both fail
-    assert mt.memory_verdict(None, 0.3) == "not supported"  # the LSTM diverged
-    assert mt.memory_verdict(0.6, None) == "nuanced"  # RNN diverged, LSTM only half-way
-    assert mt.memory_verdict(0.1, None) == "supported"
+    lo, hi, mid = [0.05, 0.06, 0.04], [0.95, 0.97, 0.96], [0.6, 0.65, 0.62]
+    assert mt.memory_verdict(lo, hi) == "supported"
+    assert mt.memory_verdict(hi, lo) == "not supported"
+    assert mt.memory_verdict(lo, [0.04, 0.05, 0.06]) == "not supported"  # both solve it
+    assert mt.memory_verdict(hi, [0.96, 0.95, 0.97]) == "undecided"  # both fail: the budget
+    assert mt.memory_verdict(mid, hi) == "nuanced"  # the LSTM better, half-way
+    assert mt.memory_verdict([0.05, 0.9, 0.04], hi) == "undecided"  # one seed failed: wide
+
+
+SEED_JITTER = (0.0, 0.01, -0.01)
 
 
 def _fake(ratios, steps=10):
-    """A result dict with the given (lstm, rnn) ratio per T, for every task."""
-    runs = {}
-    for task in mt.TASKS:
-        runs[task] = []
-        for T, (lstm, rnn) in ratios.items():
-            baseline = adding_baseline_mse() if task == "adding" else copy_baseline_cross_entropy(T)
-            models = {}
-            for kind, ratio in (("lstm", lstm), ("rnn", rnn)):
-                curve = {"steps": [5, 10], "loss": [baseline, baseline * ratio]}
-                models[kind] = {"curve": curve, "final_loss": baseline * ratio, "ratio": ratio,
-                                "stopped": None, "seconds": 0.1}
-            runs[task].append({"T": T, "baseline": baseline,
-                               "metric": "MSE" if task == "adding" else "cross-entropy",
-                               "models": models})
-    config = {**TINY, "steps": steps}
-    return {"config": config, "runs": runs, "seconds": 1.0}
+    """A result with the given (lstm, rnn) ratio per T, for every task, over three seeds whose
+    ratios differ by SEED_JITTER."""
+    per_seed = []
+    for seed, jitter in enumerate(SEED_JITTER):
+        runs = {}
+        for task in mt.TASKS:
+            runs[task] = []
+            for T, (lstm, rnn) in ratios.items():
+                baseline = (adding_baseline_mse() if task == "adding"
+                            else copy_baseline_cross_entropy(T))
+                models = {}
+                for kind, ratio in (("lstm", lstm), ("rnn", rnn)):
+                    ratio = ratio + jitter
+                    curve = {"steps": [5, 10], "loss": [baseline, baseline * ratio]}
+                    models[kind] = {"curve": curve, "final_loss": baseline * ratio,
+                                    "ratio": ratio, "stopped": None, "seconds": 0.1}
+                runs[task].append({"T": T, "baseline": baseline,
+                                   "metric": "MSE" if task == "adding" else "cross-entropy",
+                                   "models": models})
+        per_seed.append({"seed": seed, "runs": runs, "seconds": 1.0})
+    return mt.combine({**TINY, "steps": steps}, per_seed)
 
 
 def test_claims_follow_the_numbers():
     verdicts = lambda r: {c.key: c.verdict for c in mt.claims(r)}  # noqa: E731
     keys = ["lstm-long-memory-adding", "lstm-long-memory-copy"]
     # Only the longest T decides: short-T numbers that disagree must not matter.
-    supported = _fake({10: (0.9, 0.01), 100: (0.02, 0.99)})
+    supported = _fake({10: (0.9, 0.05), 100: (0.05, 0.95)})
     assert verdicts(supported) == dict.fromkeys(keys, "supported")
-    contrary = _fake({10: (0.01, 0.01), 100: (0.99, 0.02)})  # the RNN solves it, the LSTM fails
+    contrary = _fake({10: (0.05, 0.05), 100: (0.95, 0.05)})  # the RNN solves it, the LSTM fails
     assert verdicts(contrary) == dict.fromkeys(keys, "not supported")
-    both_fail = _fake({10: (0.01, 0.01), 100: (1.0, 1.01)})
-    assert verdicts(both_fail) == dict.fromkeys(keys, "nuanced")
+    both_fail = _fake({10: (0.05, 0.05), 100: (1.0, 1.01)})
+    assert verdicts(both_fail) == dict.fromkeys(keys, "undecided")
     claim = mt.claims(supported)[0]
-    assert "0.020" in claim.evidence and "0.990" in claim.evidence and "T=100" in claim.evidence
+    assert "0.050 [" in claim.evidence and "0.950 [" in claim.evidence and "T=100" in claim.evidence
 
 
 def test_claims_tables_on_the_run(result):
@@ -145,8 +165,8 @@ def test_claims_tables_on_the_run(result):
         assert isinstance(c, Claim) and c.verdict in VERDICTS and "T=6" in c.evidence
     (table,) = mt.tables(result)
     assert isinstance(table, Table) and len(table.rows) == 4
+    assert table.rows[0][4] == fmt_interval(result["summary"]["adding"][0]["lstm"]["ratio"])
     assert all(len(row) == len(table.columns) for row in table.rows)
-    assert {"LSTM ratio", "GRU ratio", "RNN ratio"} <= set(table.columns)
 
 
 def test_plots_are_png(result, tmp_path):
@@ -158,16 +178,16 @@ def test_plots_are_png(result, tmp_path):
 
 def test_report_survives_a_diverged_model(tmp_path):
     fake = _fake({10: (0.5, 1.0), 30: (0.2, 1.0)})
-    m = fake["runs"]["adding"][1]["models"]["lstm"]
+    m = fake["per_seed"][1]["runs"]["adding"][1]["models"]["lstm"]
     m.update(final_loss=None, ratio=None, stopped=4)
     m["curve"] = {"steps": [4], "loss": [None]}
+    fake = mt.combine(fake["config"], fake["per_seed"])
     fake = json.loads(json.dumps(copy.deepcopy(fake), allow_nan=False))
     assert all(p.read_bytes()[:8] == PNG_MAGIC for p in mt.plots(fake, tmp_path))
-    claim = mt.claims(fake)[0]
-    assert claim.verdict == "nuanced" and "diverged" in claim.evidence
-    assert "diverged" in mt.tables(fake)[0].rows[1]
-    # a result from before the GRU joined (LSTM and RNN only) still reports
-    assert "GRU ratio" not in mt.tables(fake)[0].columns
+    # the diverged seed counts as remembering nothing (ratio 1): the LSTM's interval widens
+    assert fake["summary"]["adding"][1]["lstm"]["ratio"]["values"][1] == 1.0
+    assert mt.claims(fake)[0].verdict == "undecided"
+    assert mt.tables(fake)[0].rows[1][5] == "1"  # one diverged seed
 
 
 def test_presets_are_plain_json():
@@ -176,3 +196,6 @@ def test_presets_are_plain_json():
     assert mt.PRESETS["quick"]["T"] == [10, 30]
     assert mt.PRESETS["default"]["T"] == [10, 50, 100]
     assert mt.PRESETS["full"]["T"] == [10, 50, 100, 200]
+    copy_full = mt.task_config(mt.PRESETS["full"], "copy")  # the anchor's settings
+    assert (copy_full["optimizer"], copy_full["lr"], copy_full["batch"], copy_full["hidden"]) == (
+        "rmsprop", 1e-3, 20, 128)

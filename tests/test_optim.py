@@ -6,13 +6,15 @@ import copy
 import math
 import tracemalloc
 
+import re
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from rnnlab.nn.module import Parameter  # noqa: E402
-from rnnlab.optim import SGD, Adam, clip_grad_norm_  # noqa: E402
+from rnnlab.optim import SGD, Adam, RMSprop, clip_grad_norm_  # noqa: E402
 
 
 # Every optimizer test runs on the NumPy update and on the compiled one-pass SGD.
@@ -105,6 +107,12 @@ ADAM_CONFIGS = {
     "low_beta1": dict(lr=1e-2, betas=(0.3, 0.5), eps=1e-6, weight_decay=0.01),
 }
 
+RMSPROP_CONFIGS = {
+    "default": dict(),
+    "anchor": dict(lr=1e-3, alpha=0.9),  # the copy-memory settings of Arjovsky et al. (2016)
+    "weight_decay": dict(lr=3e-2, alpha=0.5, eps=1e-4, weight_decay=0.1),
+}
+
 KINDS = ["float64", "float32", "mixed"]
 
 
@@ -118,6 +126,20 @@ def test_sgd_matches_torch(config, kind):
 @pytest.mark.parametrize("config", list(ADAM_CONFIGS))
 def test_adam_matches_torch(config, kind):
     run_against_torch(Adam, torch.optim.Adam, ADAM_CONFIGS[config], kind)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("config", list(RMSPROP_CONFIGS))
+def test_rmsprop_matches_torch(config, kind):
+    run_against_torch(RMSprop, torch.optim.RMSprop, RMSPROP_CONFIGS[config], kind)
+
+
+@pytest.mark.parametrize("kwargs,message", [(dict(alpha=1.0), "1.0"), (dict(alpha=-0.1), "-0.1"),
+                                            (dict(lr=-1.0), "-1.0"), (dict(eps=-1e-8), "-1e-08")])
+def test_rmsprop_rejects_bad_hyperparameters(kwargs, message):
+    ours, _ = make_params("float64", 0)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RMSprop(ours, **kwargs)
 
 
 # ---------------------------------------------------------------- in place

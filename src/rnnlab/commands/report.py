@@ -16,6 +16,9 @@ def add_arguments(parser):
     parser.add_argument("results", help="a results.json written by rnnlab compare")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output folder (default: beside results.json)")
+    parser.add_argument("--screenshots", action="store_true",
+                        help="also save report-1400px.png and report-390px.png, the first screen in headless "
+                             "Chromium (needs /usr/bin/chromium and the playwright package)")
 
 
 def check_results(results: dict, path) -> None:
@@ -44,16 +47,21 @@ def check_results(results: dict, path) -> None:
 
 
 def run(args) -> int:
+    from rich.console import Console
+
+    from ..report import browser
     from ..report.builder import build_report, load_results
 
     try:
         results = load_results(args.results)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    if args.screenshots and browser.missing():
+        raise CommandError(f"--screenshots: {browser.missing()}")
     check_results(results, args.results)
     out_dir = output_folder(args.out if args.out else Path(args.results).parent)
     try:
-        paths = build_report(results, out_dir)
+        paths = build_report(results, out_dir, console=Console(stderr=True))
     except _SHAPE_ERRORS as exc:
         raise CommandError(f"{args.results}: cannot build the report from it "
                            f"({type(exc).__name__}: {exc})") from None
@@ -61,4 +69,7 @@ def run(args) -> int:
         raise CommandError(f"{exc.filename or out_dir}: {exc.strerror or exc}") from None
     print(f"report: {paths['html']}")
     print(f"        {paths['markdown']}")
+    if args.screenshots:
+        for path in browser.screenshots(paths["html"], out_dir):
+            print(f"        {path}")
     return 0

@@ -5,17 +5,33 @@ An experiment is a module in :mod:`rnnlab.experiments` with:
 - ``NAME``: a short key, used in results.json (``results["experiments"][NAME]``);
 - ``TITLE``: a heading for the report;
 - ``PRESETS``: ``{"quick": cfg, "default": cfg, "full": cfg}``, plain JSON dicts;
-- ``run(config, *, rng, progress) -> dict``: does the measuring and returns a
-  JSON-serialisable dict holding every number the report needs (and the
-  config it ran with, under "config");
+- either, for an experiment whose numbers are learned (they change with the
+  seed), the per-seed unit that ``rnnlab compare`` runs as independent tasks,
+  one per seed, in parallel on a process pool or a Ray cluster:
+
+  - ``run_seed(config, seed) -> dict``: one seed's measurements, a
+    JSON-serialisable dict; ``seed`` is an int that alone determines every
+    random draw (weights, data, batch order), so the dict is the same whoever
+    runs it;
+  - ``combine(config, per_seed) -> dict``: the result from the list of
+    ``{"seed": s, **run_seed(...)}`` dicts, in seed order: means with 95 %
+    intervals over the seeds (:mod:`rnnlab.stats`), the per-seed values kept;
+
+- or, for an experiment that measures time (``TIMING = True``): ``run(config, *,
+  rng, progress) -> dict``, run once, alone on the machine (after the parallel
+  tasks), since another task beside it would change what it measures;
 - ``claims(result) -> list[Claim]``: the claims this experiment tests, each
   with a verdict *computed from* ``result`` (never fixed text: feed it other
   numbers and the verdict changes);
 - ``tables(result) -> list[Table]`` and ``plots(result, out_dir) -> list[Path]``
-  (PNG files written with matplotlib's Agg backend).
+  (PNG files written with :func:`rnnlab.report.style.save`, which stores each
+  figure's one-line caption; colours and markers per model come from
+  :mod:`rnnlab.report.style`).
 
-``claims``, ``tables`` and ``plots`` read only the result dict, so a report
-can be rebuilt from a saved results.json without rerunning anything.
+Either way the result holds every number the report needs (and the config it
+ran with, under "config"). ``claims``, ``tables`` and ``plots`` read only the
+result dict, so a report can be rebuilt from a saved results.json without
+rerunning anything.
 """
 
 from __future__ import annotations
@@ -26,7 +42,9 @@ import numpy as np
 
 from ..bench.timing import summarize
 
-VERDICTS = ("supported", "not supported", "nuanced")
+# "undecided": the measurements cannot decide (an interval holds the threshold, or the
+# machine was busy during a timing); the evidence says which.
+VERDICTS = ("supported", "not supported", "nuanced", "undecided")
 
 
 @dataclass
@@ -36,14 +54,18 @@ class Claim:
     Attributes:
         key: a stable identifier, e.g. "rnn-vanishing".
         claim: the claim in one sentence, as courses state it.
-        verdict: "supported", "not supported" or "nuanced".
+        verdict: "supported", "not supported", "nuanced" or "undecided" (the
+            evidence then starts with the reason, e.g. "machine busy").
         evidence: one sentence with the number(s) that decided the verdict.
+        headline: the one number a reader needs, short, for the report's claims
+            table, e.g. "LSTM 0.989 vs RNN 0.973" ("" when there is none).
     """
 
     key: str
     claim: str
     verdict: str
     evidence: str
+    headline: str = ""
 
     def __post_init__(self):
         if self.verdict not in VERDICTS:
@@ -117,17 +139,30 @@ def log_slope(x, y):
 
 
 def _t975(dof: int) -> float:
-    """Student's t 97.5 % quantile (SciPy comes with scikit-learn, a dependency already)."""
-    from scipy.stats import t
+    """Student's t 97.5 % quantile."""
+    from ..stats import t_quantile
 
-    return float(t.ppf(0.975, dof))
+    return t_quantile(0.975, dof)
+
+
+def schedule_note(results: dict) -> str:
+    """One sentence for the report: seeds, the interval, who ran the tasks, what ran alone."""
+    config, schedule = results.get("config", {}), results.get("schedule")
+    seeds = config.get("seeds")
+    if not seeds or schedule is None:
+        return ""
+    timing = schedule.get("timing_alone") or []
+    alone = (f" The timing experiments ({', '.join(timing)}) ran alone on the driver after the "
+             f"parallel part, {config.get('threads', '?')} BLAS threads." if timing else "")
+    return (f"Learned numbers: mean and 95 % Student t interval over {len(seeds)} seeds "
+            f"({seeds[0]}..{seeds[-1]}), each (experiment, seed) task on "
+            f"{schedule.get('runner', '?')} with {config.get('task_threads', '?')} BLAS thread(s)."
+            + alone)
 
 
 def plt():
-    """matplotlib.pyplot with the non-interactive Agg backend (no display needed)."""
-    import matplotlib
+    """matplotlib.pyplot on the Agg backend (no display needed), with the report's figure style
+    (fonts, grid; see :mod:`rnnlab.report.style`)."""
+    from ..report.style import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as pyplot
-
-    return pyplot
+    return pyplot()

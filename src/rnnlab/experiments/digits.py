@@ -10,10 +10,16 @@ same update (Adam, same learning rate, same number of steps). Measured:
 - steps and seconds until the test accuracy first reaches the target (90 %);
 - robustness: test accuracy when a fraction of the input pixels is missing
   (set to zero at test time only), for "works with incomplete information".
+
+Each seed draws its own train/test split, initial weights and batch order;
+the three models share them within a seed, so differences between models are
+paired by seed. Verdicts rest on the 95 % t intervals of those differences
+(:mod:`rnnlab.stats`).
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -22,7 +28,11 @@ from ..data import load_digits_sequences, minibatches
 from ..models import SequenceModel
 from ..nn import CrossEntropyLoss
 from ..optim import Adam
-from .base import Claim, Table, plt, time_stats
+from ..report import style
+from ..report.format import sig_figs
+from ..stats import (classify_difference, fmt_interval, geometric_interval, mean_interval,
+                     paired_difference)
+from .base import Claim, Progress, Table, plt, time_stats
 
 NAME = "digits"
 TITLE = "Accuracy on real data: scikit-learn digits as sequences"
@@ -103,109 +113,212 @@ def train_one(kind, data, config, seed, progress):
     }
 
 
-def run(config, *, rng, progress):
-    """Train the MLP, the RNN and the LSTM on the same digits minibatches."""
+def run_seed(config, seed):
+    """One seed: a train/test split, initial weights and batch order drawn from ``seed``; the
+    MLP, the RNN and the LSTM trained on the same split and minibatches."""
+    rng = np.random.default_rng(seed)
     data = load_digits_sequences(rng=rng)
-    seed = int(rng.integers(2**31))
-    models = {kind: train_one(kind, data, config, seed, progress) for kind in KINDS}
-    return {"config": dict(config), "n_train": int(data.y_train.size),
-            "n_test": int(data.y_test.size), "models": models}
+    model_seed = int(rng.integers(2**31))
+    models = {kind: train_one(kind, data, config, model_seed, Progress()) for kind in KINDS}
+    return {"n_train": int(data.y_train.size), "n_test": int(data.y_test.size), "models": models}
+
+
+def run(config, *, rng, progress):
+    """One seed, for a caller without the task runner (the seed drawn from ``rng``)."""
+    return combine(config, [{"seed": 0, **run_seed(config, int(rng.integers(2**31)))}])
+
+
+def _drop(m, fractions):
+    """Accuracy lost from no missing pixels to the most missing."""
+    return m["robustness"][fractions[0]] - m["robustness"][fractions[-1]]
+
+
+def combine(config, per_seed):
+    """Means and 95 % t intervals over seeds of the accuracies, the accuracy lost with missing
+    pixels, the step time and the steps to the target; the per-seed results kept."""
+    fractions = sorted(per_seed[0]["models"]["mlp"]["robustness"], key=float)
+    summary = {}
+    for kind in KINDS:
+        runs = [s["models"][kind] for s in per_seed]
+        reached = [r["reached_target"]["step"] for r in runs if r["reached_target"] is not None]
+        summary[kind] = {
+            "parameters": runs[0]["parameters"],
+            "test_accuracy": mean_interval([r["test_accuracy"] for r in runs]),
+            "train_accuracy": mean_interval([r["train_accuracy"] for r in runs]),
+            "missing_drop": mean_interval([_drop(r, fractions) for r in runs]),
+            "robustness": {f: mean_interval([r["robustness"][f] for r in runs]) for f in fractions},
+            "step_ms": geometric_interval([r["step_time"]["median"] * 1e3 for r in runs]),
+            "steps_to_target": mean_interval(reached) if reached else None,
+            "never_reached": len(runs) - len(reached),
+        }
+    return {"config": dict(config), "seeds": [s["seed"] for s in per_seed],
+            "fractions": fractions, "summary": summary, "per_seed": per_seed}
 
 
 # ------------------------------------------------------------------ report
 
+# Practical bands: accuracy differences within them are a tie (1 and 2 points of accuracy;
+# one test image is ~0.3 points).
+ACCURACY_BAND = 0.01
+DROP_BAND = 0.02
+# Step times within 5 % of each other are a tie.
+TIME_BAND = 0.05
+
 
 def summary_table(result) -> Table:
-    """The one table of the first compare: parameters, step time, accuracy."""
+    """The one table of the first compare: parameters, step time, accuracy (mean [95 % CI])."""
     rows = []
-    for kind, m in result["models"].items():
-        st = m["step_time"]
-        rows.append([kind.upper(), m["parameters"], f"{st['median'] * 1e3:.3f}",
-                     f"{st['p10'] * 1e3:.3f}", f"{st['p90'] * 1e3:.3f}", st["n"],
-                     f"{m['train_accuracy']:.3f}", f"{m['test_accuracy']:.3f}"])
-    return Table("Digits: parameters, training step time (forward + backward + update) and accuracy",
-                 ["model", "parameters", "step ms (median)", "p10", "p90", "steps timed",
-                  "train acc", "test acc"], rows)
+    for kind, s in result["summary"].items():
+        rows.append([kind.upper(), s["parameters"], fmt_interval(s["step_ms"]),
+                     fmt_interval(s["train_accuracy"]), fmt_interval(s["test_accuracy"])])
+    return Table(f"Digits: parameters, training step time (forward + backward + update) and "
+                 f"accuracy, mean [95 % t interval] over {len(result['seeds'])} seeds",
+                 ["model", "parameters", "step ms (geometric mean of seeds' medians)", "train acc",
+                  "test acc"],
+                 rows)
 
 
 def tables(result):
     target = result["config"]["target_accuracy"]
-    reach_rows = []
-    for kind, m in result["models"].items():
-        r = m["reached_target"]
-        reach_rows.append([kind.upper(), "never" if r is None else r["step"],
-                           "never" if r is None else f"{r['seconds']:.2f}"])
-    fractions = list(next(iter(result["models"].values()))["robustness"])
-    robust_rows = [[kind.upper()] + [f"{m['robustness'][f]:.3f}" for f in fractions]
-                   for kind, m in result["models"].items()]
+    n = len(result["seeds"])
+    reach_rows = [[kind.upper(), "never" if s["steps_to_target"] is None
+                   else fmt_interval(s["steps_to_target"], ".0f"), f"{n - s['never_reached']}/{n}"]
+                  for kind, s in result["summary"].items()]
+    fractions = result["fractions"]
+    robust_rows = [[kind.upper()] + [fmt_interval(s["robustness"][f]) for f in fractions]
+                   for kind, s in result["summary"].items()]
     return [summary_table(result),
-            Table(f"Steps and training seconds to first reach {target:.0%} test accuracy",
-                  ["model", "steps", "seconds"], reach_rows),
+            Table(f"Steps to first reach {target:.0%} test accuracy (mean [95 % CI] over the seeds "
+                  f"that reached it)", ["model", "steps", "seeds that reached it"], reach_rows),
             Table("Test accuracy with a fraction of the pixels missing (zeroed at test time)",
                   ["model"] + [f"{float(f):.0%} missing" for f in fractions], robust_rows)]
 
 
+def _pairwise(per_seed, value, a, b):
+    """Paired interval of value(a) - value(b) over the seeds."""
+    return paired_difference([value(s["models"][a]) for s in per_seed],
+                             [value(s["models"][b]) for s in per_seed])
+
+
+def better_verdict(outcomes):
+    """"X is better than every other model", from the classified differences X - other.
+
+    supported: X is above every other; not supported: below one of them;
+    nuanced: above some and tied with the rest, or tied with all (decided, but
+    not "better"); undecided: an interval holds 0 and leaves the band.
+    """
+    if "below" in outcomes:
+        return "not supported"
+    if "unclear" in outcomes:
+        return "undecided"
+    return "supported" if all(o == "above" for o in outcomes) else "nuanced"
+
+
+def _diff_text(name, iv, outcome):
+    return f"{name} {fmt_interval(iv)} ({outcome})"
+
+
 def claims(result):
-    models = result["models"]
+    per_seed, summary, n = result["per_seed"], result["summary"], len(result["seeds"])
     out = []
-    best = max(models, key=lambda k: models[k]["test_accuracy"])
-    accs = {k: m["test_accuracy"] for k, m in models.items()}
-    spread = max(accs.values()) - min(accs.values())
-    claim = "On real sequence data, the LSTM is more accurate than the MLP and the vanilla RNN."
-    if best == "lstm" and spread > 0.02:
-        verdict = "supported"
-    elif accs["lstm"] >= max(accs.values()) - 0.02:
-        verdict = "nuanced"
-    else:
-        verdict = "not supported"
-    out.append(Claim("digits-accuracy", claim, verdict,
-                     "Test accuracy " + ", ".join(f"{k.upper()} {v:.3f}" for k, v in accs.items())
-                     + f"; spread {spread:.3f} (a gap under 0.02 counts as a tie)."))
+    diffs = {other: _pairwise(per_seed, lambda m: m["test_accuracy"], "lstm", other)
+             for other in ("mlp", "rnn")}
+    outcomes = {k: classify_difference(iv, ACCURACY_BAND) for k, iv in diffs.items()}
+    out.append(Claim(
+        "digits-accuracy",
+        "On real sequence data, the LSTM is more accurate than the MLP and the vanilla RNN.",
+        better_verdict(list(outcomes.values())),
+        "Test accuracy over " + f"{n} seeds: " + ", ".join(
+            f"{k.upper()} {fmt_interval(s['test_accuracy'])}" for k, s in summary.items())
+        + "; paired LSTM − other: " + ", ".join(
+            _diff_text(k.upper(), diffs[k], outcomes[k]) for k in diffs)
+        + f" (tie: interval inside ±{ACCURACY_BAND}; more accurate: above 0).",
+        " vs ".join(f"{k.upper()} {s['test_accuracy']['mean']:.3f}" for k, s in
+                    sorted(summary.items(), key=lambda kv: -kv[1]["test_accuracy"]["mean"]))
+        + f" (mean of {n} seeds)"))
 
-    fractions = sorted(next(iter(models.values()))["robustness"], key=float)
-    worst = fractions[-1]
-    drops = {k: m["robustness"][fractions[0]] - m["robustness"][worst] for k, m in models.items()}
-    rec_drop = min(drops["rnn"], drops["lstm"])
-    claim = ("Recurrent networks work with incomplete information: their accuracy degrades "
-             "less than the MLP's when inputs are missing.")
-    if rec_drop < drops["mlp"] - 0.02:
-        verdict = "supported"
-    elif rec_drop <= drops["mlp"] + 0.02:
-        verdict = "nuanced"
-    else:
-        verdict = "not supported"
-    out.append(Claim("digits-missing-inputs", claim, verdict,
-                     f"Accuracy lost with {float(worst):.0%} of pixels missing: "
-                     + ", ".join(f"{k.upper()} {v:.3f}" for k, v in drops.items()) + "."))
+    fractions = result["fractions"]
+    diffs = {other: _pairwise(per_seed, lambda m: _drop(m, fractions), "mlp", other)
+             for other in ("rnn", "lstm")}
+    outcomes = {k: classify_difference(iv, DROP_BAND) for k, iv in diffs.items()}
+    out.append(Claim(
+        "digits-missing-inputs",
+        "Recurrent networks work with incomplete information: their accuracy degrades "
+        "less than the MLP's when inputs are missing.",
+        better_verdict(list(outcomes.values())),
+        f"Accuracy lost with {float(fractions[-1]):.0%} of pixels missing: " + ", ".join(
+            f"{k.upper()} {fmt_interval(s['missing_drop'])}" for k, s in summary.items())
+        + "; paired MLP loss − other's: " + ", ".join(
+            _diff_text(k.upper(), diffs[k], outcomes[k]) for k in diffs)
+        + f" (tie: inside ±{DROP_BAND}).",
+        f"lost at {float(fractions[-1]):.0%} missing: "
+        + ", ".join(f"{k.upper()} {s['missing_drop']['mean']:.2f}" for k, s in summary.items())))
 
-    times = {k: m["step_time"]["median"] for k, m in models.items()}
-    claim = "An MLP trains faster per step than an RNN, and an RNN faster than an LSTM."
-    ordered = times["mlp"] < times["rnn"] < times["lstm"]
-    verdict = "supported" if ordered else ("nuanced" if times["mlp"] < times["lstm"] else "not supported")
-    out.append(Claim("digits-step-time", claim, verdict,
-                     "Median step time " + ", ".join(f"{k.upper()} {v * 1e3:.3f} ms"
-                                                     for k, v in times.items()) + "."))
+    logt = {(a, b): _pairwise(per_seed, lambda m: math.log(m["step_time"]["median"]), b, a)
+            for a, b in (("mlp", "rnn"), ("rnn", "lstm"))}
+    band = math.log1p(TIME_BAND)
+    outcomes = {k: classify_difference(iv, band) for k, iv in logt.items()}
+    if all(o == "above" for o in outcomes.values()):
+        verdict = "supported"
+    elif "below" in outcomes.values() or all(o == "tie" for o in outcomes.values()):
+        verdict = "not supported"
+    elif "unclear" in outcomes.values():
+        verdict = "undecided"
+    else:
+        verdict = "nuanced"
+    out.append(Claim(
+        "digits-step-time",
+        "An MLP trains faster per step than an RNN, and an RNN faster than an LSTM.", verdict,
+        "Median step time " + ", ".join(f"{k.upper()} {fmt_interval(s['step_ms'])} ms"
+                                        for k, s in summary.items())
+        + "; paired time ratios " + ", ".join(
+            f"{b.upper()}/{a.upper()} {math.exp(iv['mean']):.2f}×" + (
+                "" if iv["low"] is None
+                else f" [{math.exp(iv['low']):.2f}, {math.exp(iv['high']):.2f}]")
+            + f" ({outcomes[(a, b)]})" for (a, b), iv in logt.items())
+        + f" (tie: within {TIME_BAND:.0%}). Each seed times the three models in one task, "
+          "which may share the machine with other tasks.",
+        ", ".join(f"{k.upper()} {sig_figs(s['step_ms']['mean'])} ms" for k, s in summary.items())))
     return out
 
 
 def plots(result, out_dir):
     pyplot = plt()
-    fig, (ax_steps, ax_robust) = pyplot.subplots(1, 2, figsize=(10, 3.8))
-    for kind, m in result["models"].items():
-        steps = [p["step"] for p in m["curve"]]
-        ax_steps.plot(steps, [p["test_accuracy"] for p in m["curve"]], label=kind.upper())
-        fr = sorted(m["robustness"], key=float)
-        ax_robust.plot([float(f) for f in fr], [m["robustness"][f] for f in fr], marker="o",
-                       label=kind.upper())
-    ax_steps.axhline(result["config"]["target_accuracy"], color="grey", lw=0.8, ls="--")
-    ax_steps.set(xlabel="training step", ylabel="test accuracy", title="Learning curves")
+    fig, (ax_steps, ax_robust, ax_seeds) = pyplot.subplots(1, 3, figsize=(14, 3.6))
+    fractions = result["fractions"]
+    xs = [float(f) for f in fractions]
+    for i, kind in enumerate(KINDS):
+        color, marker = style.model_color(kind), style.model_marker(kind)
+        runs = [s["models"][kind] for s in result["per_seed"]]
+        for m in runs:  # every seed a thin line
+            ax_steps.plot([p["step"] for p in m["curve"]], [p["test_accuracy"] for p in m["curve"]],
+                          color=color, lw=0.8, alpha=0.5)
+        s = result["summary"][kind]
+        ax_robust.plot(xs, [s["robustness"][f]["mean"] for f in fractions], **style.model_style(kind))
+        for m in runs:  # per-seed points
+            ax_robust.scatter(xs, [m["robustness"][f] for f in fractions], color=color, marker=marker,
+                              s=10, alpha=0.5)
+        accs = s["test_accuracy"]["values"]
+        jitter = np.linspace(-0.15, 0.15, len(accs)) if len(accs) > 1 else [0.0]
+        ax_seeds.scatter(i + np.asarray(jitter), accs, color=color, marker=marker, s=18, alpha=0.7)
+        iv = s["test_accuracy"]
+        if iv["low"] is not None:
+            ax_seeds.errorbar(i, iv["mean"], color="black", capsize=4, marker="_", ms=14,
+                              yerr=[[iv["mean"] - iv["low"]], [iv["high"] - iv["mean"]]])
+    target = result["config"]["target_accuracy"]
+    ax_steps.axhline(target, color=style.NEUTRAL, lw=0.8, ls="--")
+    ax_steps.set(xlabel="training step", ylabel="test accuracy",
+                 title="Learning curves (one line per seed)")
     ax_robust.set(xlabel="fraction of pixels missing", ylabel="test accuracy",
-                  title="Missing inputs at test time")
-    for ax in (ax_steps, ax_robust):
-        ax.legend()
-        ax.grid(alpha=0.3)
+                  title="Missing inputs at test time (dots: seeds)")
+    ax_seeds.set_xticks(range(len(KINDS)), [style.model_label(k) for k in KINDS])
+    ax_seeds.set(ylabel="test accuracy", title="Test accuracy per seed, mean and 95 % CI")
+    ax_seeds.grid(axis="x", visible=False)
+    handles, labels = ax_robust.get_legend_handles_labels()  # one legend for the three panels
+    style.legend_outside(ax_seeds, handles=handles, labels=labels)
     fig.tight_layout()
-    path = out_dir / "digits.png"
-    fig.savefig(path, dpi=110)
-    pyplot.close(fig)
-    return [path]
+    best = max(KINDS, key=lambda k: result["summary"][k]["test_accuracy"]["mean"])
+    return [style.save(fig, out_dir / "digits.png",
+                       f"Left: test accuracy while training, one line per seed (dashed: the {target:.0%} "
+                       f"target); middle: accuracy kept when pixels go missing; right: each seed's test "
+                       f"accuracy with the mean and 95 % interval. Best mean: {style.model_label(best)}.")]

@@ -3,15 +3,20 @@
 The loss sits on the last step only: L = MSE(head(h_T), y) on the adding
 problem (T = 100 by default). For t = 1..T we measure the norm of the total
 derivative ∂L/∂h_t (over the whole minibatch: the Frobenius norm of the
-(N, H) array, L the batch mean), for the tanh RNN, the relu RNN, the LSTM and the GRU,
+(N, H) array, L the batch mean), for the tanh RNN, the relu RNN and the LSTM,
 at initialisation (torch's U(±1/√H)) and again after a short training run on
 the adding problem. The decay ratio ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ says how much of the
 gradient that reaches the last state survives back to the first one.
 
 The per-step gradients come from the backward recurrences of docs/bptt.md,
-written out in float64 from the model's weights in :mod:`rnnlab.analysis.gradient_flow`
-(:func:`~rnnlab.analysis.gradient_flow.hidden_state_grads`), which
-tests/test_exp_gradient_flow.py checks against torch autograd.
+written out here (:func:`hidden_state_grads`) in float64 from the model's
+weights; tests/test_exp_gradient_flow.py checks them against torch autograd
+(``retain_grad`` on every h_t and c_t)::
+
+    RNN:   dh_T = ∂L/∂h_T;  dh_{t-1} = (dh_t ⊙ act'(pre_t)) W_hh
+    LSTM:  dc_t = dc_t^{from t+1} + dh_t ⊙ o_t ⊙ (1 - tanh²c_t)
+           dpre_t = [dc_t⊙g_t⊙i(1-i), dc_t⊙c_{t-1}⊙f(1-f), dc_t⊙i_t⊙(1-g²), dh_t⊙tanh c_t⊙o(1-o)]
+           dh_{t-1} = dpre_t W_hh;  dc_{t-1}^{from t} = dc_t ⊙ f_t
 
 Exploding gradients: a tanh RNN whose W_hh is rescaled to a spectral radius
 of about 3 is trained with plain SGD twice from the same weights on the same
@@ -20,29 +25,34 @@ keeps W_hh as initialised (no clipping, same learning rate). Recorded per
 step: the loss and the total gradient norm (before clipping); a run
 *diverged* if a loss or gradient became non-finite or the loss grew to more
 than 10× its first value.
+
+The report's tables and figures are in :mod:`rnnlab.experiments.gradient_flow_report`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ..analysis.gradient_flow import grad_norms, set_spectral_radius
 from ..data import adding_baseline_mse, adding_problem
 from ..models import SequenceModel
 from ..optim import SGD, Adam
-from .base import Claim, Table, plt
+from ..stats import classify_against, mean_interval
+from .base import Claim, Progress
 from .memory_tasks import adding_loss, evaluate, fit
+from ..analysis.hidden_grads import (  # noqa: F401  (re-exported: the experiment's measuring tools)
+    _weights, decay_stats, forward_states, grad_norms, hidden_state_grads, last_step_grad,
+    set_spectral_radius)
 
 NAME = "gradient_flow"
 TITLE = "Vanishing and exploding gradients: ‖∂L/∂h_t‖ along the sequence"
 
 # name -> (SequenceModel kind, RNN nonlinearity)
-MODELS = {"rnn_tanh": ("rnn", "tanh"), "rnn_relu": ("rnn", "relu"), "lstm": ("lstm", "tanh"),
-          "gru": ("gru", "tanh")}
-LABELS = {"rnn_tanh": "RNN (tanh)", "rnn_relu": "RNN (relu)", "lstm": "LSTM", "gru": "GRU"}
+MODELS = {"rnn_tanh": ("rnn", "tanh"), "rnn_relu": ("rnn", "relu"), "lstm": ("lstm", "tanh")}
+LABELS = {"rnn_tanh": "RNN (tanh)", "rnn_relu": "RNN (relu)", "lstm": "LSTM"}
 
 # Verdict thresholds on the decay ratio ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖.
 VANISHED = 1e-3  # below: the gradient has vanished (lost three orders of magnitude)
@@ -150,82 +160,143 @@ def _explode(config, seeds, progress):
     return out
 
 
-def run(config, *, rng, progress):
-    """Measure the gradient flow at init and after training, then the explosion case."""
+def run_seed(config, seed):
+    """One seed: weights, batches and measuring batch drawn from ``seed``; the gradient flow at
+    init and after training, then the explosion case."""
+    rng = np.random.default_rng(seed)
     start = time.perf_counter()
     seeds = {k: int(rng.integers(2**31)) for k in ("init", "data", "measure", "eval")}
     with threadpool_limits(limits=config.get("blas_threads", 1), user_api="blas"):
-        models = _flow(config, seeds, progress)
-        explode = _explode(config, seeds, progress)
+        models = _flow(config, seeds, Progress())
+        explode = _explode(config, seeds, Progress())
+    return {"models": models, "explode": explode, "seconds": time.perf_counter() - start}
+
+
+def run(config, *, rng, progress):
+    """One seed, for a caller without the task runner (the seed drawn from ``rng``)."""
+    return combine(config, [{"seed": 0, **run_seed(config, int(rng.integers(2**31)))}])
+
+
+# log10 of a decay ratio that underflowed to 0 (below the smallest float64 subnormal)
+LOG_FLOOR = -324.0
+
+
+def _log10(stats):
+    """log10 of a decay ratio, LOG_FLOOR for 0, None when there is none (a diverged run)."""
+    if stats is None or stats.get("decay_ratio") is None:
+        return None
+    ratio = stats["decay_ratio"]
+    return math.log10(ratio) if ratio > 0 else LOG_FLOOR
+
+
+def _interval(values):
+    """mean_interval of the measured (not None) values; no interval when none was measured."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": None, "low": None, "high": None, "n": 0, "values": []}
+    return mean_interval(values)
+
+
+def combine(config, per_seed):
+    """Per model, at init and after training: the per-seed log10 decay ratios with their 95 % t
+    interval; for the explosion case, in how many seeds each run diverged."""
+    summary = {}
+    for name in MODELS:
+        summary[name] = {}
+        for when in ("init", "trained"):
+            values = [_log10(s["models"][name].get(when)) for s in per_seed]
+            summary[name][when] = {"log10": values, "interval": _interval(values)}
+    explode = {label: sum(bool(s["explode"]["runs"][label]["diverged"]) for s in per_seed)
+               for label in per_seed[0]["explode"]["runs"]}
     return {"config": dict(config), "T": config["T"], "baseline_mse": adding_baseline_mse(),
-            "models": models, "explode": explode, "seconds": time.perf_counter() - start}
+            "seeds": [s["seed"] for s in per_seed], "summary": summary,
+            "explode_diverged": explode,
+            "explode_init_log10": [_log10(s["explode"]["init"]) for s in per_seed],
+            "per_seed": per_seed}
 
 
 # ------------------------------------------------------------------ verdicts
+
+LOG_VANISHED, LOG_EXPLODED = math.log10(VANISHED), math.log10(EXPLODED)
+LOG_ADVANTAGE = math.log10(LSTM_ADVANTAGE)
 
 
 def _fmt(ratio):
     return "n/a" if ratio is None else f"{ratio:.1e}"
 
 
-def _ratio(result, name, when):
-    stats = result["models"][name].get(when)
-    return None if stats is None else stats["decay_ratio"]
+def _fmt_mean(iv):
+    """The geometric mean of a log10 interval as a number: '1.2e-23' (for a headline)."""
+    return "n/a" if iv["mean"] is None else _fmt(10.0 ** iv["mean"])
 
 
-def vanishing_verdict(tanh_ratio, relu_ratio):
-    """"A vanilla RNN's gradients vanish over long spans", from the init decay ratios.
+def _fmt_log(iv):
+    """A log10 interval as powers of ten: '1e-23 [1e-25, 1e-21]'."""
+    if iv["mean"] is None:
+        return "n/a"
+    text = f"1e{iv['mean']:+.1f}"
+    if iv["low"] is None:
+        return text + " (1 seed)"
+    return f"{text} [1e{iv['low']:+.1f}, 1e{iv['high']:+.1f}]"
 
-    supported: both the tanh and the relu RNN keep less than VANISHED of the gradient;
-    nuanced: the tanh RNN vanishes but the relu RNN does not (or explodes);
-    not supported: the tanh RNN does not vanish.
+
+def vanishing_verdict(tanh_log10, relu_log10):
+    """"A vanilla RNN's gradients vanish over long spans", from per-seed log10 decay ratios at init.
+
+    With the 95 % intervals of the tanh and the relu RNN against log10(VANISHED):
+    supported: both lie below it; nuanced: the tanh RNN's below, the relu RNN's
+    above (it does not vanish, or explodes); not supported: the tanh RNN's above;
+    undecided: an interval needed for the answer holds the threshold.
     """
-    if tanh_ratio is None or tanh_ratio >= VANISHED:
-        return "not supported"
-    if relu_ratio is not None and relu_ratio < VANISHED:
+    tanh = classify_against(_interval(tanh_log10), LOG_VANISHED)
+    if tanh != "below":
+        return "not supported" if tanh == "above" else "undecided"
+    relu = classify_against(_interval(relu_log10), LOG_VANISHED)
+    return {"below": "supported", "above": "nuanced"}.get(relu, "undecided")
+
+
+def _kept(lstm_log10, tanh_log10):
+    """At one time (init or trained): "kept" (the LSTM's ratio is above VANISHED and its paired
+    log10 advantage over the tanh RNN above LOG_ADVANTAGE), "better" (the advantage, but it
+    vanishes), "not better", or "unclear" (an interval holds its threshold)."""
+    pairs = [(a, b) for a, b in zip(lstm_log10, tanh_log10) if a is not None and b is not None]
+    if not pairs:
+        return "unclear"
+    advantage = classify_against(_interval([a - b for a, b in pairs]), LOG_ADVANTAGE)
+    if advantage != "above":
+        return "not better" if advantage == "below" else "unclear"
+    alive = classify_against(_interval([a for a, _ in pairs]), LOG_VANISHED)
+    return {"above": "kept", "below": "better"}.get(alive, "unclear")
+
+
+def lstm_verdict(lstm_log10s, tanh_log10s):
+    """"The LSTM keeps gradients alive over long spans", from the per-seed log10 decay ratios
+    at init and after training (two lists each): see :func:`_kept`. supported: kept both
+    times; not supported: not better either time; undecided: an unclear time; nuanced otherwise."""
+    states = [_kept(a, b) for a, b in zip(lstm_log10s, tanh_log10s)]
+    if "unclear" in states:
+        return "undecided"
+    if all(s == "kept" for s in states):
         return "supported"
+    if all(s == "not better" for s in states):
+        return "not supported"
     return "nuanced"
 
 
-def lstm_verdict(lstm_ratios, tanh_ratios):
-    """"The LSTM keeps gradients alive over long spans", from (init, trained) decay ratios.
+def explosion_verdict(init_log10, no_clip_diverged, clip_diverged, control_diverged=None):
+    """"Gradients can explode, and clipping tames them", from per-seed outcomes (lists).
 
-    At each of init and after training the LSTM *keeps* its gradient if its
-    ratio is ≥ VANISHED and ≥ LSTM_ADVANTAGE × the tanh RNN's. supported: both
-    times; nuanced: once, or it beats the RNN by LSTM_ADVANTAGE but still
-    vanishes; not supported: never better than the RNN by that factor.
+    supported: in every seed the unclipped run with the large recurrent weights
+    diverged, and neither the clipped run nor the control (normal weights, no
+    clipping, same learning rate) did; not supported: no seed diverged and no
+    seed's gradient grew by more than EXPLODED along the sequence; nuanced otherwise.
     """
-    kept, better = 0, 0
-    for lstm, rnn in zip(lstm_ratios, tanh_ratios):
-        if lstm is None:
-            continue
-        beats = rnn is None or lstm >= LSTM_ADVANTAGE * rnn
-        better += beats
-        kept += beats and lstm >= VANISHED
-    measured = sum(r is not None for r in lstm_ratios)
-    if measured and kept == measured:
+    control_diverged = control_diverged or [False] * len(no_clip_diverged)
+    if all(no_clip_diverged) and not any(clip_diverged) and not any(control_diverged):
         return "supported"
-    if kept or better:
-        return "nuanced"
-    return "not supported"
-
-
-def explosion_verdict(init_ratio, no_clip_diverged, clip_diverged, control_diverged=False):
-    """"Gradients can explode, and clipping tames them".
-
-    supported: with the large recurrent weights the unclipped run diverged, the
-    clipped one did not, and the control (normal weights, no clipping, same
-    learning rate) did not either;
-    nuanced: the gradient grew by more than EXPLODED along the sequence, or the
-    unclipped run diverged, but clipping did not make the difference or the
-    control diverged too (the learning rate alone is unstable);
-    not supported: no explosion at all.
-    """
-    if no_clip_diverged and not clip_diverged and not control_diverged:
-        return "supported"
-    if no_clip_diverged or (init_ratio is not None and init_ratio > EXPLODED):
-        return "nuanced"
-    return "not supported"
+    if not any(no_clip_diverged) and all(v is not None and v <= LOG_EXPLODED for v in init_log10):
+        return "not supported"
+    return "nuanced"
 
 
 def _run_outcome(r):
@@ -237,173 +308,81 @@ def _run_outcome(r):
 
 
 def claims(result):
-    T = result["T"]
-    tanh_i, relu_i = _ratio(result, "rnn_tanh", "init"), _ratio(result, "rnn_relu", "init")
-    tanh_t, relu_t = _ratio(result, "rnn_tanh", "trained"), _ratio(result, "rnn_relu", "trained")
-    lstm_i, lstm_t = _ratio(result, "lstm", "init"), _ratio(result, "lstm", "trained")
+    T, summary, n = result["T"], result["summary"], len(result["seeds"])
+    log = {(name, when): summary[name][when]["log10"]
+           for name in MODELS for when in ("init", "trained")}
+    iv = {key: _interval(v) for key, v in log.items()}
     steps = result["config"]["train_steps"]
     out = []
 
-    verdict = vanishing_verdict(tanh_i, relu_i)
-    relu_note = ("also vanishes" if relu_i is not None and relu_i < VANISHED else
-                 "explodes" if relu_i is not None and relu_i > EXPLODED else "does not vanish")
+    verdict = vanishing_verdict(log["rnn_tanh", "init"], log["rnn_relu", "init"])
+    relu = classify_against(iv["rnn_relu", "init"], LOG_VANISHED)
+    relu_note = {"below": "also vanishes", "above": "does not vanish"}.get(relu, "undecided")
     out.append(Claim(
         "rnn-vanishing", "A vanilla RNN's gradients vanish over long spans.", verdict,
-        f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over T={T} at init: tanh RNN {_fmt(tanh_i)}, relu RNN "
-        f"{_fmt(relu_i)} ({relu_note}); after {steps} training steps: tanh {_fmt(tanh_t)}, "
-        f"relu {_fmt(relu_t)}. Vanished means below {VANISHED:.0e}."))
+        f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over T={T} at init, mean of log10 [95 % t interval] over {n} "
+        f"seeds: tanh RNN {_fmt_log(iv['rnn_tanh', 'init'])}, relu RNN "
+        f"{_fmt_log(iv['rnn_relu', 'init'])} ({relu_note}); after {steps} training steps: tanh "
+        f"{_fmt_log(iv['rnn_tanh', 'trained'])}, relu {_fmt_log(iv['rnn_relu', 'trained'])}. "
+        f"Vanished means the interval lies below {VANISHED:.0e}.",
+        f"tanh RNN keeps {_fmt_mean(iv['rnn_tanh', 'init'])} of ‖∂L/∂h‖ over T={T} "
+        f"(geometric mean, {n} seeds)"))
 
-    verdict = lstm_verdict([lstm_i, lstm_t], [tanh_i, tanh_t])
-    kept = [when for when, lstm, rnn in (("at init", lstm_i, tanh_i), ("after training", lstm_t, tanh_t))
-            if lstm is not None and lstm >= VANISHED and (rnn is None or lstm >= LSTM_ADVANTAGE * rnn)]
-    lstm = result["models"]["lstm"]
-    forget_text = ", ".join(
-        f"{label} " + " → ".join(
-            "n/a" if not lstm.get(w) or lstm[w].get(key) is None else f"{lstm[w][key]:.2f}"
-            for w in ("init", "trained"))
-        for key, label in (("forget_gate_mean", "mean over units"),
-                           ("forget_gate_max_unit", "most persistent unit")))
+    whens = ("init", "trained")
+    verdict = lstm_verdict([log["lstm", w] for w in whens], [log["rnn_tanh", w] for w in whens])
+    states = {w: _kept(log["lstm", w], log["rnn_tanh", w]) for w in whens}
+    first = result["per_seed"][0]["models"]["lstm"]
+    forget = " → ".join("n/a" if not first.get(w) or first[w].get("forget_gate_max_unit") is None
+                        else f"{first[w]['forget_gate_max_unit']:.2f}" for w in whens)
     out.append(Claim(
         "lstm-gradient-flow", "The LSTM keeps gradients alive over long spans.", verdict,
-        f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over T={T}: LSTM {_fmt(lstm_i)} at init and {_fmt(lstm_t)} after "
-        f"{steps} training steps, against the tanh RNN's {_fmt(tanh_i)} and {_fmt(tanh_t)} "
-        f"(kept alive, i.e. ≥ {VANISHED:.0e} and ≥ {LSTM_ADVANTAGE:.0f}× the RNN's: "
-        f"{' and '.join(kept) if kept else 'never'}; supported needs both); "
-        f"mean forget gate f_t, init → trained: {forget_text}."))
+        f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over T={T} ({n} seeds): LSTM {_fmt_log(iv['lstm', 'init'])} at "
+        f"init and {_fmt_log(iv['lstm', 'trained'])} after {steps} training steps, against the "
+        f"tanh RNN's {_fmt_log(iv['rnn_tanh', 'init'])} and {_fmt_log(iv['rnn_tanh', 'trained'])}; "
+        f"at init: {states['init']}, after training: {states['trained']} (kept alive: the "
+        f"interval above {VANISHED:.0e} and the paired advantage over the RNN above "
+        f"{LSTM_ADVANTAGE:.0f}×; supported needs both times); the most persistent unit's mean "
+        f"forget gate, init → trained (seed {result['seeds'][0]}): {forget}.",
+        f"LSTM {_fmt_mean(iv['lstm', 'init'])} vs tanh RNN {_fmt_mean(iv['rnn_tanh', 'init'])} at init"))
 
-    ex = result["explode"]
+    per_seed = result["per_seed"]
+    div = {label: [bool(s["explode"]["runs"][label]["diverged"]) for s in per_seed]
+           for label in per_seed[0]["explode"]["runs"]}
+    verdict = explosion_verdict(result["explode_init_log10"], div["no_clip"], div["clip"],
+                                div.get("control"))
+    ex = per_seed[0]["explode"]
     c = ex["config"]
-    runs = ex["runs"]
-    init_ratio = ex["init"]["decay_ratio"]
-    control = runs.get("control")
-    verdict = explosion_verdict(init_ratio, runs["no_clip"]["diverged"], runs["clip"]["diverged"],
-                                control["diverged"] if control else False)
-    control_text = ("" if control is None else
-                    f"; the control with W_hh as initialised (radius {ex['radius_before']:.2f}), "
-                    f"unclipped, {_run_outcome(control)}")
+    short = {"no_clip": "unclipped", "clip": "clipped", "control": "control"}
+    counts = ", ".join(f"{short.get(k, k)} {sum(v)}/{n}" for k, v in div.items())
     out.append(Claim(
         "gradient-explosion-clipping", "Gradients can explode, and clipping tames them.", verdict,
-        f"{c['nonlinearity']} RNN with W_hh at spectral radius {ex['radius']:.2f}, T={c['T']}: "
-        f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ = {_fmt(init_ratio)} at init; SGD (lr {c['lr']}) without "
-        f"clipping {_run_outcome(runs['no_clip'])}, largest gradient norm "
-        f"{_fmt(runs['no_clip']['max_grad_norm'])}; with clip_grad_norm_({c['max_norm']}) it "
-        f"{_run_outcome(runs['clip'])}{control_text}. Diverged means non-finite or a loss above "
-        f"{DIVERGENCE_FACTOR:.0f}× the first."))
+        f"{c['nonlinearity']} RNN with W_hh at spectral radius {ex['radius']:.2f}, T={c['T']}, "
+        f"SGD (lr {c['lr']}): ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ at init "
+        f"{_fmt_log(_interval(result['explode_init_log10']))}; runs that diverged over {n} seeds: "
+        f"{counts} (supported needs the unclipped run to diverge in every seed and the clipped "
+        f"run and the control in none). Seed {result['seeds'][0]}: without clipping it "
+        f"{_run_outcome(ex['runs']['no_clip'])}, with clip_grad_norm_({c['max_norm']}) it "
+        f"{_run_outcome(ex['runs']['clip'])}. Diverged means non-finite or a loss above "
+        f"{DIVERGENCE_FACTOR:.0f}× the first.",
+        f"diverged: unclipped {sum(div['no_clip'])}/{n}, clipped {sum(div['clip'])}/{n} seeds"))
     return out
 
 
-_RUN_NAMES = {"no_clip": "radius {r}, no clipping", "clip": "radius {r}, clip_grad_norm_({m})",
-              "control": "control: radius {r0} (as initialised), no clipping"}
-
-
-def _run_name(ex, label, r):
-    return _RUN_NAMES.get(label, label).format(r=f"{ex['radius']:.1f}", m=r["max_norm"],
-                                               r0=f"{ex.get('radius_before', float('nan')):.2f}")
+def _first_seed(result):
+    """The first seed's measurements in the shape the detailed tables and plots read."""
+    first = result["per_seed"][0]
+    return {**result, "models": first["models"], "explode": first["explode"]}
 
 
 def tables(result):
-    rows = []
-    for name, m in result["models"].items():
-        row = [m["label"]]
-        for when in ("init", "trained"):
-            stats = m.get(when)
-            if stats is None:
-                row += ["n/a"] * 4
-                continue
-            row += [f"{stats['h'][-1]:.2e}", f"{stats['h'][0]:.2e}", _fmt(stats["decay_ratio"]),
-                    "n/a" if stats["log10_decay"] is None else f"{stats['log10_decay']:.1f}"]
-        row += [f"{m['init_loss']:.4f}",
-                "n/a" if m["trained_loss"] is None else f"{m['trained_loss']:.4f}"]
-        for key in ("forget_gate_mean", "forget_gate_max_unit"):
-            forget = [m[w].get(key) if m.get(w) else None for w in ("init", "trained")]
-            row.append("–" if forget[0] is None else
-                       " → ".join("n/a" if f is None else f"{f:.2f}" for f in forget))
-        rows.append(row)
-    c = result["config"]
-    flow = Table(
-        f"‖∂L/∂h_t‖ with the loss on the last step (adding problem, T={result['T']}, hidden "
-        f"{c['hidden']}), at init and after {c['train_steps']} Adam steps; ratio = "
-        f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖; held-out MSE (baseline {result['baseline_mse']:.4f})",
-        ["model", "init ‖∂L/∂h_T‖", "init ‖∂L/∂h_1‖", "init ratio", "init log10",
-         "trained ‖∂L/∂h_T‖", "trained ‖∂L/∂h_1‖", "trained ratio", "trained log10",
-         "MSE at init", "MSE trained", "mean forget gate init → trained",
-         "most persistent unit's mean forget gate"], rows)
-    ex = result["explode"]
-    ex_rows = []
-    for label, r in ex["runs"].items():
-        ex_rows.append([
-            _run_name(ex, label, r), r["steps_run"], _fmt(r["grad_norm"][0]),
-            _fmt(r["max_grad_norm"]),
-            "n/a" if r["loss"][0] is None else f"{r['loss'][0]:.3f}",
-            "non-finite" if r["final_loss"] is None else f"{r['final_loss']:.3g}",
-            "n/a" if r["max_loss_ratio"] is None else f"{r['max_loss_ratio']:.3g}",
-            "yes" if r["diverged"] else "no"])
-    ec = ex["config"]
-    explode = Table(
-        f"Exploding gradients: {ec['nonlinearity']} RNN, hidden {ec['hidden']}, T={ec['T']}, "
-        f"SGD lr {ec['lr']}, {ec['steps']} steps, the same batches for every run (gradient norm "
-        f"= total norm before clipping; diverged = non-finite or loss > "
-        f"{DIVERGENCE_FACTOR:.0f}× the first)",
-        ["run", "steps run", "first grad norm", "largest grad norm", "first loss", "final loss",
-         "largest loss / first", "diverged"], ex_rows)
-    return [flow, explode]
+    """The tables of the report (:mod:`rnnlab.experiments.gradient_flow_report`)."""
+    from .gradient_flow_report import tables as report_tables
+
+    return report_tables(result)
 
 
 def plots(result, out_dir):
-    pyplot = plt()
-    T = result["T"]
-    t = np.arange(1, T + 1)
-    colors = {"rnn_tanh": "C3", "rnn_relu": "C1", "lstm": "C0", "gru": "C2"}
-    fig, ax = pyplot.subplots(figsize=(7, 4.2))
-    for name, m in result["models"].items():
-        for when, style in (("init", "-"), ("trained", "--")):
-            stats = m.get(when)
-            if stats is None:
-                continue
-            ax.plot(t, _positive(stats["h"]), ls=style, color=colors.get(name),
-                    label=f"{m['label']}, {'init' if when == 'init' else 'trained'}")
-    ax.set_yscale("log")
-    ax.set(xlabel="time step t (loss on step T)", ylabel="‖∂L/∂h_t‖",
-           title=f"Gradient reaching each hidden state (T={T}): init solid, trained dashed")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    flow_path = out_dir / "gradient_flow.png"
-    fig.savefig(flow_path, dpi=110)
-    pyplot.close(fig)
+    """The figures of the report (:mod:`rnnlab.experiments.gradient_flow_report`)."""
+    from .gradient_flow_report import plots as report_plots
 
-    ex = result["explode"]
-    run_colors = {"no_clip": "C3", "clip": "C0", "control": "C7"}
-    fig, (ax_t, ax_norm, ax_loss) = pyplot.subplots(1, 3, figsize=(13, 3.8))
-    for key, label, color in (("init", f"radius {ex['radius']:.1f}", "C3"),
-                              ("control_init", f"radius {ex.get('radius_before', 0):.2f}", "C7")):
-        if ex.get(key):
-            ax_t.plot(np.arange(1, len(ex[key]["h"]) + 1), _positive(ex[key]["h"]), color=color,
-                      label=label)
-    ax_t.set(yscale="log", xlabel="time step t (loss on step T)", ylabel="‖∂L/∂h_t‖",
-             title="At init")
-    for label, r in ex["runs"].items():
-        name = _run_name(ex, label, r)
-        steps = np.arange(1, len(r["loss"]) + 1)
-        color = run_colors.get(label)
-        ax_norm.plot(steps, _positive(r["grad_norm"]), color=color, label=name)
-        ax_loss.plot(steps, _positive(r["loss"]), color=color, label=name)
-        if r["stopped"] is not None:
-            ax_loss.axvline(r["stopped"], color=color, ls=":", lw=1)
-    ax_norm.set(yscale="log", xlabel="training step", ylabel="total gradient norm (before clip)",
-                title="Gradient norm per step")
-    ax_loss.set(yscale="log", xlabel="training step", ylabel="training MSE",
-                title="Loss per step (dotted: became non-finite)")
-    for ax in (ax_t, ax_norm, ax_loss):
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    explode_path = out_dir / "gradient_explosion.png"
-    fig.savefig(explode_path, dpi=110)
-    pyplot.close(fig)
-    return [flow_path, explode_path]
-
-
-def _positive(values):
-    """Values for a log axis: None (non-finite) and non-positive entries become NaN (gaps)."""
-    return [v if v is not None and v > 0 else float("nan") for v in values]
+    return report_plots(result, out_dir)

@@ -1,4 +1,4 @@
-"""Long-term memory: the adding problem and copy memory, the LSTM and the GRU against the tanh RNN.
+"""Long-term memory: the adding problem and copy memory, the LSTM against the tanh RNN.
 
 Both tasks put the information a model needs far from the step where it needs
 it (see :mod:`rnnlab.data.tasks` for the definitions and the baselines):
@@ -9,9 +9,13 @@ it (see :mod:`rnnlab.data.tasks` for the definitions and the baselines):
   then the 10 symbols to recall; a memoryless model scores the cross-entropy
   10 ln 8 / (T + 20) per step.
 
-For every task and every delay T, the LSTM, the GRU and the tanh RNN get the same
-budget: same hidden size, batch, number of steps, Adam learning rate, gradient
-clipping, and the same minibatches in the same order. Measured: the training
+For every task and every delay T, the LSTM and the tanh RNN get the same
+budget: same hidden size, batch, number of steps, optimizer (Adam, or RMSprop
+for the full preset's copy task, with the settings of Arjovsky et al. 2016),
+learning rate, gradient clipping, and the same minibatches in the same order.
+A task may override the shared settings (``config["copy"]``, see :func:`task_config`).
+Each seed draws its own weights and batches; verdicts rest on 95 % t intervals
+over the seeds (:func:`memory_verdict`). Measured: the training
 loss along the way (a learning curve, averaged over ``log_every`` steps) and
 the final loss on a fresh held-out batch, reported as a ratio to the baseline
 (1 = no better than remembering nothing, 0 = perfect).
@@ -31,21 +35,23 @@ from threadpoolctl import threadpool_limits
 from ..data import adding_baseline_mse, adding_problem, copy_baseline_cross_entropy, copy_memory
 from ..functional.losses import cross_entropy, mse
 from ..models import SequenceModel
-from ..nn._checks import NonFiniteError
-from ..optim import Adam, clip_grad_norm_
-from .base import Claim, Table, plt
+from ..optim import Adam, RMSprop, clip_grad_norm_
+from ..report import style
+from ..stats import (classify_against, classify_difference, fmt_interval, mean_interval,
+                     paired_difference)
+from .base import Claim, Progress, Table, plt
 
 NAME = "memory_tasks"
-TITLE = "Long-term memory: adding problem and copy memory, LSTM and GRU against the tanh RNN"
-KINDS = ("lstm", "gru", "rnn")
-LABELS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN (tanh)"}
-SHORT = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}  # table headers
+TITLE = "Long-term memory: adding problem and copy memory, LSTM against the tanh RNN"
+KINDS = ("lstm", "rnn")
+LABELS = {"lstm": "LSTM", "rnn": "RNN (tanh)"}
 TASKS = ("adding", "copy")
 TASK_LABELS = {"adding": "adding problem", "copy": "copy memory"}
 
 # Verdict thresholds on loss / baseline at the longest T.
 SOLVED_RATIO = 0.5  # below: the model has clearly learned to remember
 FAILED_RATIO = 0.8  # above: the model is (close to) no better than remembering nothing
+DIFF_BAND = 0.05  # paired RNN − LSTM ratios within ±0.05 are a tie
 
 # Wall-clock measured on the 2-core machine (one BLAS thread, other jobs running), both
 # tasks and both models: quick ≈ 11 s, default ≈ 75-100 s, full ≈ 7.5 min.
@@ -54,7 +60,16 @@ _COMMON = {"tasks": list(TASKS), "hidden": 32, "batch": 32, "lr": 0.01, "max_nor
 PRESETS = {
     "quick": {**_COMMON, "T": [10, 30], "steps": 800, "log_every": 20},
     "default": {**_COMMON, "T": [10, 50, 100], "steps": 2000, "log_every": 25},
-    "full": {**_COMMON, "T": [10, 50, 100, 200], "steps": 5000, "log_every": 50},
+    "full": {**_COMMON, "T": [10, 50, 100, 200], "steps": 5000, "log_every": 50,
+             # Copy memory with the anchor's settings (Arjovsky et al. 2016: RMSprop lr 1e-3,
+             # decay 0.9, batch 20, hidden 128). Adam at hidden 32 (the shared settings) learns
+             # nothing here. Measured on one seed at T = 50 (2026-12-06): the LSTM's loss /
+             # baseline 0.95 after 2000 steps, 0.87 after 3000, 0.75 after 6000, still falling;
+             # the RNN's 1.00 after 3000; Adam lr 3e-3 no better (0.84 after 5500). Delays stop
+             # at T = 50, where 10 000 steps separate the two models; the LSTM needs far more at
+             # T = 100, where both would stay at the baseline and the claim could not be decided.
+             "copy": {"hidden": 128, "batch": 20, "optimizer": "rmsprop", "lr": 1e-3,
+                      "alpha": 0.9, "steps": 10000, "log_every": 100, "T": [10, 25, 50]}},
 }
 
 
@@ -130,13 +145,10 @@ def fit(model, next_batch, loss_fn, optimizer, steps, *, max_norm=None, log_ever
         x, y = next_batch()
         for p in params:
             p.zero_grad()
-        try:
-            with np.errstate(over="ignore", invalid="ignore"):
-                out = model(x)
-                loss, grad_out = loss_fn(out, y)
-                model.backward(grad_out, input_grad=False)
-        except NonFiniteError:  # the data is finite: an output or activation overflowed
-            loss = math.inf
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = model(x)
+            loss, grad_out = loss_fn(out, y)
+            model.backward(grad_out, input_grad=False)
         norm = math.sqrt(sum(float(np.sum(np.square(p.grad, dtype=np.float64))) for p in params))
         all_loss.append(loss)
         all_norm.append(norm)
@@ -166,12 +178,9 @@ def _finite_or_none(values):
 
 
 def evaluate(model, batch, loss_fn):
-    """Loss on a held-out batch, forward only (inf if an activation overflows)."""
-    try:
-        with np.errstate(over="ignore", invalid="ignore"):
-            loss, _ = loss_fn(model(batch.x), batch.y)
-    except NonFiniteError:
-        return math.inf
+    """Loss on a held-out batch, forward only."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss, _ = loss_fn(model(batch.x), batch.y)
     return float(loss)
 
 
@@ -181,9 +190,25 @@ def recall_accuracy(model, batch, length):
     return float(np.mean(np.argmax(logits, axis=-1) == batch.y[-length:]))
 
 
+def task_config(config, task):
+    """The config of one task: the shared settings, overridden by ``config[task]`` if present
+    (e.g. the copy task's own hidden size, optimizer and delays)."""
+    return {**{k: v for k, v in config.items() if k not in TASKS}, **config.get(task, {})}
+
+
+def make_optimizer(params, config):
+    """Adam (the default) or RMSprop (``"optimizer": "rmsprop"``, with ``alpha``) at ``lr``."""
+    name = config.get("optimizer", "adam")
+    if name == "adam":
+        return Adam(params, lr=config["lr"])
+    if name == "rmsprop":
+        return RMSprop(params, lr=config["lr"], alpha=config.get("alpha", 0.99))
+    raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {name!r}")
+
+
 def train_pair(task, T, config, seeds, progress):
-    """Train the LSTM, the GRU and the tanh RNN on one task and delay with the same budget
-    and batches."""
+    """Train the LSTM and the tanh RNN on one task and delay with the same budget and batches."""
+    config = task_config(config, task)
     spec = task_spec(task, T, config)
     eval_batch = spec["make_batch"](config["eval_batch"], np.random.default_rng(seeds["eval"]))
     out = {"T": T, "baseline": spec["baseline"], "metric": spec["metric"], "models": {}}
@@ -191,9 +216,9 @@ def train_pair(task, T, config, seeds, progress):
         model = SequenceModel(kind, spec["input_size"], config["hidden"], spec["output_size"],
                               every_step=spec["every_step"], activation="tanh",
                               rng=np.random.default_rng(seeds["init"]))
-        data_rng = np.random.default_rng(seeds["data"])  # same minibatches for every model
+        data_rng = np.random.default_rng(seeds["data"])  # same minibatches for both models
         run = fit(model, lambda: spec["make_batch"](config["batch"], data_rng), spec["loss_fn"],
-                  Adam(model.parameters(), lr=config["lr"]), config["steps"],
+                  make_optimizer(model.parameters(), config), config["steps"],
                   max_norm=config["max_norm"], log_every=config["log_every"], progress=progress,
                   description=f"{NAME}: {task} T={T} {LABELS[kind]}")
         final = evaluate(model, eval_batch, spec["loss_fn"]) if run["stopped"] is None else None
@@ -208,158 +233,187 @@ def train_pair(task, T, config, seeds, progress):
     return out
 
 
-def run(config, *, rng, progress):
-    """Train every model on every task and delay of ``config``; see the module docstring."""
+def run_seed(config, seed):
+    """One seed: both models on every task and delay, weights and batches drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
     start = time.perf_counter()
     runs = {}
     with threadpool_limits(limits=config.get("blas_threads", 1), user_api="blas"):
         for task in config["tasks"]:
             runs[task] = []
-            for T in config["T"]:
+            for T in task_config(config, task)["T"]:
                 seeds = {k: int(rng.integers(2**31)) for k in ("init", "data", "eval")}
-                runs[task].append(train_pair(task, int(T), config, seeds, progress))
-    return {"config": dict(config), "runs": runs, "seconds": time.perf_counter() - start}
+                runs[task].append(train_pair(task, int(T), config, seeds, Progress()))
+    return {"runs": runs, "seconds": time.perf_counter() - start}
+
+
+def run(config, *, rng, progress):
+    """One seed, for a caller without the task runner (the seed drawn from ``rng``)."""
+    return combine(config, [{"seed": 0, **run_seed(config, int(rng.integers(2**31)))}])
+
+
+def seed_ratio(entry):
+    """A model's loss / baseline in one seed; a diverged run counts as remembering nothing (1)."""
+    return 1.0 if entry["ratio"] is None else entry["ratio"]
+
+
+def combine(config, per_seed):
+    """Per task and delay T: the loss / baseline of each model with its 95 % t interval over
+    the seeds (and the copy task's recall accuracy); the per-seed results kept."""
+    summary = {}
+    for task in config["tasks"]:
+        summary[task] = []
+        for i, first in enumerate(per_seed[0]["runs"][task]):
+            entry = {"T": first["T"], "baseline": first["baseline"], "metric": first["metric"]}
+            for kind in KINDS:
+                runs = [s["runs"][task][i]["models"][kind] for s in per_seed]
+                entry[kind] = {"ratio": mean_interval([seed_ratio(r) for r in runs]),
+                               "diverged": sum(r["ratio"] is None for r in runs)}
+                recall = [r["recall_accuracy"] for r in runs if "recall_accuracy" in r]
+                if recall:
+                    entry[kind]["recall_accuracy"] = mean_interval(recall)
+            summary[task].append(entry)
+    return {"config": dict(config), "seeds": [s["seed"] for s in per_seed], "summary": summary,
+            "per_seed": per_seed}
 
 
 # ------------------------------------------------------------------ report
 
 
-def _ratio_text(r):
-    return "diverged" if r is None else f"{r:.3f}"
+def memory_verdict(lstm_ratios, rnn_ratios):
+    """Verdict of "an LSTM remembers over long spans where a vanilla RNN fails" at one T, from
+    per-seed loss / baseline ratios (paired by seed), with 95 % t intervals:
 
-
-def memory_verdict(lstm_ratio, rnn_ratio):
-    """Verdict of "an LSTM remembers over long spans where a vanilla RNN fails" at one T.
-
-    supported: LSTM loss/baseline < SOLVED_RATIO and RNN's > FAILED_RATIO;
-    not supported: the RNN learned (ratio < FAILED_RATIO) and did clearly better
-    (ratio below 0.8 × the LSTM's), or the LSTM diverged while the RNN did not;
-    nuanced otherwise (both solve it, both fail, or in between).
-    A diverged run (None) counts as a failure.
+    supported: the LSTM's interval lies below SOLVED_RATIO and the RNN's above FAILED_RATIO;
+    not supported: the paired difference RNN − LSTM lies below 0 (the RNN is better), or
+    both intervals lie below SOLVED_RATIO (the RNN does not fail);
+    undecided: both lie above FAILED_RATIO (neither learned within the budget), or the
+    intervals hold the thresholds;
+    nuanced: the LSTM is better (difference above 0) or tied (within ±DIFF_BAND), without
+    the solved/failed pattern.
     """
-    lstm = math.inf if lstm_ratio is None else lstm_ratio
-    rnn = math.inf if rnn_ratio is None else rnn_ratio
-    if lstm < SOLVED_RATIO and rnn > FAILED_RATIO:
+    lstm, rnn = mean_interval(lstm_ratios), mean_interval(rnn_ratios)
+    diff = classify_difference(paired_difference(rnn_ratios, lstm_ratios), DIFF_BAND)
+    lstm_solved = classify_against(lstm, SOLVED_RATIO) == "below"
+    if lstm_solved and classify_against(rnn, FAILED_RATIO) == "above":
         return "supported"
-    if rnn < FAILED_RATIO and rnn < 0.8 * lstm:
+    if diff == "below" or (lstm_solved and classify_against(rnn, SOLVED_RATIO) == "below"):
         return "not supported"
-    return "nuanced"
+    if all(classify_against(iv, FAILED_RATIO) == "above" for iv in (lstm, rnn)):
+        return "undecided"
+    return "nuanced" if diff in ("above", "tie") else "undecided"
+
+
+def _budget(config, task):
+    c = task_config(config, task)
+    return (f"hidden {c['hidden']}, batch {c['batch']}, {c['steps']} "
+            f"{c.get('optimizer', 'adam').replace('rmsprop', 'RMSprop').replace('adam', 'Adam')} "
+            f"steps (lr {c['lr']}), clip {c['max_norm']}")
 
 
 def claims(result):
-    out = []
-    for task, runs in result["runs"].items():
-        longest = max(runs, key=lambda r: r["T"])
-        lstm, rnn = longest["models"]["lstm"]["ratio"], longest["models"]["rnn"]["ratio"]
-        verdict = memory_verdict(lstm, rnn)
-        if verdict == "supported":
-            why = "the LSTM learned the task and the RNN did not"
-        elif verdict == "not supported":
-            why = "the RNN did better than the LSTM"
-        elif lstm is not None and rnn is not None and lstm < SOLVED_RATIO and rnn < SOLVED_RATIO:
-            why = "both models solved it"
-        elif (lstm is None or lstm > FAILED_RATIO) and (rnn is None or rnn > FAILED_RATIO):
-            why = "neither model got clearly below the baseline within the budget"
-        else:
-            why = "the gap is not clear-cut"
-        per_T = "; ".join(f"T={r['T']}: LSTM {_ratio_text(r['models']['lstm']['ratio'])}, "
-                          f"RNN {_ratio_text(r['models']['rnn']['ratio'])}" for r in runs)
-        steps = result["config"]["steps"]
-        evidence = (f"Held-out loss / memoryless baseline at the longest delay T={longest['T']}: "
-                    f"LSTM {_ratio_text(lstm)}, RNN {_ratio_text(rnn)} after {steps} steps each "
-                    f"({why}; supported needs LSTM < {SOLVED_RATIO} and RNN > {FAILED_RATIO}). "
-                    f"All delays: {per_T}.")
+    out, n = [], len(result["seeds"])
+    for task, entries in result["summary"].items():
+        i, longest = max(enumerate(entries), key=lambda e: e[1]["T"])
+        ratios = {kind: [seed_ratio(s["runs"][task][i]["models"][kind]) for s in result["per_seed"]]
+                  for kind in KINDS}
+        verdict = memory_verdict(ratios["lstm"], ratios["rnn"])
+        why = {"supported": "the LSTM learned the task and the RNN did not",
+               "not supported": "the RNN did not fail where the LSTM learned, or did better",
+               "nuanced": "the LSTM did better, without solving it while the RNN failed",
+               "undecided": "neither model got clearly below the baseline within the budget"
+               if min(longest[k]["ratio"]["mean"] for k in KINDS) > FAILED_RATIO
+               else "the intervals hold the thresholds: more seeds would decide"}[verdict]
+        diff = paired_difference(ratios["rnn"], ratios["lstm"])
+        per_T = "; ".join(f"T={e['T']}: LSTM {fmt_interval(e['lstm']['ratio'])}, "
+                          f"RNN {fmt_interval(e['rnn']['ratio'])}" for e in entries)
+        evidence = (f"Held-out loss / memoryless baseline at the longest delay T={longest['T']}, "
+                    f"mean [95 % t interval] over {n} seeds: LSTM "
+                    f"{fmt_interval(longest['lstm']['ratio'])}, RNN "
+                    f"{fmt_interval(longest['rnn']['ratio'])}, paired RNN − LSTM "
+                    f"{fmt_interval(diff)} ({why}; supported needs the LSTM's interval below "
+                    f"{SOLVED_RATIO} and the RNN's above {FAILED_RATIO}; "
+                    f"{_budget(result['config'], task)}). All delays: {per_T}.")
         out.append(Claim(f"lstm-long-memory-{task}",
                          f"An LSTM remembers over long spans where a vanilla RNN fails "
-                         f"({TASK_LABELS.get(task, task)}).", verdict, evidence))
+                         f"({TASK_LABELS.get(task, task)}).", verdict, evidence,
+                         f"loss / baseline at T={longest['T']}: LSTM {longest['lstm']['ratio']['mean']:.2f}, "
+                         f"RNN {longest['rnn']['ratio']['mean']:.2f} (mean of {n} seeds)"))
     return out
-
-
-def _kinds(result):
-    """The models of KINDS that every run of ``result`` holds (a result from before the GRU
-    joined has only the LSTM and the RNN)."""
-    runs = [r for task_runs in result["runs"].values() for r in task_runs]
-    return [k for k in KINDS if all(k in r["models"] for r in runs)]
 
 
 def tables(result):
     rows = []
-    kinds = _kinds(result)
-    for task, runs in result["runs"].items():
-        for r in runs:
-            row = [TASK_LABELS.get(task, task), r["T"], r["metric"], f"{r['baseline']:.4f}"]
-            for kind in kinds:
-                m = r["models"][kind]
-                row += ["diverged" if m["final_loss"] is None else f"{m['final_loss']:.4f}",
-                        _ratio_text(m["ratio"])]
-            row.append(" / ".join(f"{r['models'][k]['recall_accuracy']:.2f}"
-                                  if "recall_accuracy" in r["models"][k] else "–" for k in kinds))
+    for task, entries in result["summary"].items():
+        for e in entries:
+            row = [TASK_LABELS.get(task, task), e["T"], e["metric"], f"{e['baseline']:.4f}"]
+            for kind in KINDS:
+                row += [fmt_interval(e[kind]["ratio"]), str(e[kind]["diverged"])]
+            row.append(" / ".join(fmt_interval(e[k]["recall_accuracy"], ".2f")
+                                  if "recall_accuracy" in e[k] else "–" for k in KINDS))
             rows.append(row)
-    c = result["config"]
-    title = (f"Final held-out loss against the memoryless baseline (ratio: 1 = remembers nothing); "
-             f"hidden {c['hidden']}, batch {c['batch']}, {c['steps']} Adam steps (lr {c['lr']}), "
-             f"clip {c['max_norm']}")
-    header = ["task", "T", "loss", "baseline"]
-    for kind in kinds:
-        header += [f"{SHORT[kind]} loss", f"{SHORT[kind]} ratio"]
-    header.append("recall acc. " + " / ".join(SHORT[k] for k in kinds))
-    return [Table(title, header, rows)]
+    budgets = "; ".join(f"{TASK_LABELS.get(t, t)}: {_budget(result['config'], t)}"
+                        for t in result["summary"])
+    title = (f"Final held-out loss / memoryless baseline (1 = remembers nothing), mean [95 % t "
+             f"interval] over {len(result['seeds'])} seeds (a diverged run counts as 1); {budgets}")
+    return [Table(title, ["task", "T", "loss", "baseline", "LSTM ratio", "LSTM diverged",
+                          "RNN ratio", "RNN diverged", "recall acc. LSTM / RNN"], rows)]
 
 
 def plots(result, out_dir):
     pyplot = plt()
-    tasks = list(result["runs"])
-    n_cols = max(len(result["runs"][t]) for t in tasks)
-    fig, axes = pyplot.subplots(len(tasks), n_cols, figsize=(3.4 * n_cols, 2.9 * len(tasks)),
+    tasks = list(result["summary"])
+    n_cols = max(len(result["summary"][t]) for t in tasks)
+    fig, axes = pyplot.subplots(len(tasks), n_cols, figsize=(3.5 * n_cols, 2.9 * len(tasks) + 0.5),
                                 squeeze=False)
-    colors = {"lstm": "C0", "gru": "C2", "rnn": "C3"}
-    kinds = _kinds(result)
     for row, task in enumerate(tasks):
         for col in range(n_cols):
             ax = axes[row][col]
-            if col >= len(result["runs"][task]):
+            if col >= len(result["summary"][task]):
                 ax.axis("off")
                 continue
-            r = result["runs"][task][col]
-            values = [r["baseline"]]
-            for kind in kinds:
-                curve = r["models"][kind]["curve"]
-                pts = [(s, v) for s, v in zip(curve["steps"], curve["loss"]) if v is not None]
-                if pts:
-                    ax.plot(*zip(*pts), color=colors[kind], lw=1.2, label=LABELS[kind])
-                    values += [v for _, v in pts]
-            ax.axhline(r["baseline"], color="grey", ls="--", lw=1, label="baseline")
-            if min(values) > 0 and max(values) / min(values) > 20:  # log only for a wide range
-                ax.set_yscale("log")
-            ax.set_title(f"{TASK_LABELS.get(task, task)}, T={r['T']}", fontsize=9)
-            ax.set_xlabel("training step", fontsize=8)
-            ax.set_ylabel(f"train {r['metric']}", fontsize=8)
-            ax.tick_params(labelsize=7)
+            e = result["summary"][task][col]
+            values = [e["baseline"]]
+            for kind in KINDS:
+                for s in result["per_seed"]:  # one thin line per seed
+                    curve = s["runs"][task][col]["models"][kind]["curve"]
+                    pts = [(x, v) for x, v in zip(curve["steps"], curve["loss"]) if v is not None]
+                    if pts:
+                        ax.plot(*zip(*pts), color=style.model_color(kind), lw=0.9, alpha=0.6)
+                        values += [v for _, v in pts]
+            ax.axhline(e["baseline"], color=style.NEUTRAL, ls="--", lw=1)
+            log = style.auto_log(ax, values)
+            ax.set_title(f"{TASK_LABELS.get(task, task)}, T={e['T']}")
+            ax.set_xlabel("training step")
+            ax.set_ylabel(f"train {e['metric']}" + (" (log)" if log else ""))
             ax.grid(alpha=0.3, which="both")
-            if row == 0 and col == 0:
-                ax.legend(fontsize=7)
-    fig.tight_layout()
-    curves_path = out_dir / "memory_tasks_curves.png"
-    fig.savefig(curves_path, dpi=110)
-    pyplot.close(fig)
+    style.model_legend(fig, KINDS, [style.line_key("memoryless baseline", ls="--")])
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
+    curves_path = style.save(fig, out_dir / "memory_tasks_curves.png",
+                             "Training loss against the memoryless baseline (dashed), one thin line per seed, "
+                             "one panel per task and delay T: a curve that stays on the baseline has "
+                             "remembered nothing.")
 
-    fig, axes = pyplot.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.3), squeeze=False)
+    fig, axes = pyplot.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        runs = result["runs"][task]
-        for kind in kinds:
-            pts = [(r["T"], r["models"][kind]["ratio"]) for r in runs
-                   if r["models"][kind]["ratio"] is not None]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", color=colors[kind], label=LABELS[kind])
-        ax.axhline(1.0, color="grey", ls="--", lw=1, label="baseline")
-        ax.axhspan(0, SOLVED_RATIO, color="C2", alpha=0.08)
-        ax.set(xlabel="delay T", ylabel="held-out loss / baseline",
-               title=TASK_LABELS.get(task, task))
+        entries = result["summary"][task]
+        Ts = [e["T"] for e in entries]
+        for kind in KINDS:
+            ax.plot(Ts, [e[kind]["ratio"]["mean"] for e in entries], **style.model_style(kind))
+            for e in entries:  # per-seed points
+                ax.scatter([e["T"]] * len(e[kind]["ratio"]["values"]), e[kind]["ratio"]["values"],
+                           color=style.model_color(kind), marker=style.model_marker(kind), s=12,
+                           alpha=0.45)
+        ax.axhline(1.0, color=style.NEUTRAL, ls="--", lw=1)
+        ax.axhspan(0, SOLVED_RATIO, color=style.MODELS["lstm"][1], alpha=0.08)
+        ax.set(xlabel="delay T", ylabel="held-out loss / baseline", title=TASK_LABELS.get(task, task))
+        ax.set_xticks(Ts)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    ratio_path = out_dir / "memory_tasks_ratio.png"
-    fig.savefig(ratio_path, dpi=110)
-    pyplot.close(fig)
+    style.model_legend(fig, KINDS, [style.line_key("baseline (remembers nothing)", ls="--")])
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    ratio_path = style.save(fig, out_dir / "memory_tasks_ratio.png",
+                            f"Final held-out loss as a share of the baseline against the delay T (line: mean, "
+                            f"dots: seeds): below {SOLVED_RATIO} (shaded) the model has learned to remember, "
+                            f"near 1 it has not.")
     return [curves_path, ratio_path]

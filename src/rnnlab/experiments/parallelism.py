@@ -47,12 +47,14 @@ import numpy as np
 from ..bench.machine import backend, cpu_model, loadavg, pinned_threads
 from ..bench.models import Point, make_pair
 from ..bench.timing import interleave
+from ..report import style
 from .base import Claim, Progress, Table, log_slope, plt, time_stats
 from .scaling import (COLORS, MODEL_NAMES, _value_ticks, consistent, disturbed, end_slope, fmt_fit,
                       gradient_underflow, measure_undisturbed, new_retry_budget, seed_from, usable_cpus)
 
 NAME = "parallelism"
 TITLE = "Parallelism: independent samples against sequential time steps"
+TIMING = True  # measures time: runs alone on the driver, never beside another task
 
 # Speedups closer than this are a tie (timing noise on a shared machine).
 SPEEDUP_MARGIN = 0.1
@@ -231,7 +233,8 @@ def claims(result: dict) -> list[Claim]:
                 "parallel-mlp-vs-rnn", claim, verdict,
                 f"{t_lo} → {t_hi} thread speedup of a training step at d = {d_max}, T = {batch['fixed']['T']}: "
                 + ", ".join(f"{MODEL_NAMES[m]} {s:.2f}×" for m, s in sp.items())
-                + f" (ties within ±{SPEEDUP_MARGIN})" + (f"; but {busy}." if busy else ".")))
+                + f" (ties within ±{SPEEDUP_MARGIN})" + (f"; but {busy}." if busy else "."),
+                f"{t_hi}-thread speedup " + ", ".join(f"{MODEL_NAMES[m]} {s:.2f}×" for m, s in sp.items())))
 
     # 2. RNN time linear in T
     if recurrent:
@@ -260,7 +263,9 @@ def claims(result: dict) -> list[Claim]:
                    + "), whose slow arithmetic makes late steps dearer than early ones")
         out.append(Claim("parallel-rnn-linear-T",
                          "An RNN's time grows linearly with T, because its steps run one after another.",
-                         verdict, ev + "."))
+                         verdict, ev + ".",
+                         "slope " + ", ".join(f"{MODEL_NAMES[m]} {f['slope']:.2f}" for m, f in fits.items())
+                         + " (1 = linear)"))
 
     # 3. batching raises RNN throughput (the best thread count at each end)
     if recurrent:
@@ -283,7 +288,9 @@ def claims(result: dict) -> list[Claim]:
             f"samples/s (best thread count) from d = {d0} to d = {d1}: " + ", ".join(
                 f"{MODEL_NAMES[m]} {a:,.0f} → {b:,.0f} ({gains[m]:.1f}×)" for m, (a, b) in ends.items())
             + f", for {d1 / d0:g}× the batch; the T = {batch['fixed']['T']} sequential steps cost "
-            f"about the same per call whatever d is, so a larger batch amortises them."))
+            f"about the same per call whatever d is, so a larger batch amortises them.",
+            ", ".join(f"{MODEL_NAMES[m]} {g:.1f}×" for m, g in gains.items())
+            + f" samples/s for {d1 / d0:g}× the batch"))
 
     # 4. T adds parallel work to the MLP, not to the RNN
     if two and "mlp" in length["models"] and "rnn" in length["models"]:
@@ -306,7 +313,8 @@ def claims(result: dict) -> list[Claim]:
             "the MLP's thread speedup grows with T, the RNN's does not.", verdict,
             f"{t_lo} → {t_hi} thread speedup from T = {T0} to T = {T1} at d = {length['fixed']['d']}: "
             f"MLP {sp_m[0]:.2f}× → {sp_m[-1]:.2f}×, RNN {sp_r[0]:.2f}× → {sp_r[-1]:.2f}×"
-            + (f"; but {busy}." if busy else ".")))
+            + (f"; but {busy}." if busy else "."),
+            f"speedup MLP {sp_m[0]:.2f}→{sp_m[-1]:.2f}×, RNN {sp_r[0]:.2f}→{sp_r[-1]:.2f}×"))
     return out
 
 
@@ -368,38 +376,43 @@ def plots(result: dict, out_dir) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     tkeys = [str(t) for t in result["threads"]]
     styles = ["-", "--", ":", "-."]
-    fig, axes = pyplot.subplots(2, 2, figsize=(11, 8))
+    fig, axes = pyplot.subplots(2, 2, figsize=(10, 7.4))
+    kinds = []
     for col, key in enumerate(("batch", "length")):
         sweep = result[key]
         x = np.array(sweep["values"], dtype=float)
         fixed = ", ".join(f"{k}={v}" for k, v in sweep["fixed"].items())
         ax = axes[0, col]
         for m, entry in sweep["models"].items():
+            kinds += [m] if m not in kinds else []
             for j, t in enumerate(tkeys):
-                ax.plot(x, entry["threads"][t]["samples_per_s"], styles[j % len(styles)], marker="o", ms=3,
-                        color=COLORS.get(m), label=f"{MODEL_NAMES[m]}, {t} thread(s)")
+                ax.plot(x, entry["threads"][t]["samples_per_s"], styles[j % len(styles)],
+                        marker=style.model_marker(m), mfc="white" if j else None, color=style.model_color(m))
         _value_ticks(ax, sweep["values"])
-        ax.set_yscale("log")
+        style.log_axis(ax)
         ax.set_xlabel(f"{sweep['var']}")
-        ax.set_ylabel("samples / s (training)")
-        ax.set_title(f"Throughput vs {sweep['var']} ({fixed})", fontsize=10)
+        ax.set_ylabel("training samples / s (log)")
+        ax.set_title(f"Throughput vs {sweep['var']} ({fixed})")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
         ax = axes[1, col]
         if len(tkeys) >= 2:
             for m, entry in sweep["models"].items():
-                ax.plot(x, entry["speedup"], "o-", color=COLORS.get(m), label=MODEL_NAMES[m])
-            ax.axhline(1.0, color="grey", lw=0.8)
-            ax.axhline(int(tkeys[-1]) / int(tkeys[0]), color="grey", lw=0.8, ls="--", label="ideal")
-            ax.legend(fontsize=8)
+                ax.plot(x, entry["speedup"], "-", marker=style.model_marker(m), color=style.model_color(m))
+            ax.axhline(1.0, color=style.NEUTRAL, lw=0.8)
+            ax.axhline(int(tkeys[-1]) / int(tkeys[0]), color=style.NEUTRAL, lw=1, ls="--")
         _value_ticks(ax, sweep["values"])
         ax.set_xlabel(f"{sweep['var']}")
         ax.set_ylabel(f"speedup {tkeys[0]} → {tkeys[-1]} threads")
-        ax.set_title(f"Thread speedup vs {sweep['var']}", fontsize=10)
+        ax.set_title(f"Thread speedup vs {sweep['var']}")
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle("Training throughput with 1 and 2 BLAS threads", fontsize=11)
-    fig.tight_layout()
-    path = out_dir / "parallelism.png"
-    fig.savefig(path, dpi=110)
-    pyplot.close(fig)
+    extra = [style.line_key(f"{t} thread{'s' if t != '1' else ''}", ls=styles[j % len(styles)])
+             for j, t in enumerate(tkeys)]
+    if len(tkeys) >= 2:
+        extra.append(style.line_key(f"ideal speedup ({int(tkeys[-1]) // int(tkeys[0])}×)", ls="--", lw=1))
+    style.model_legend(fig, kinds, extra, ncol=min(len(kinds) + len(extra), 6))
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    path = style.save(fig, out_dir / "parallelism.png",
+                      "Top: samples per second with 1 and 2 BLAS threads; bottom: the 2-thread speedup, where "
+                      "the dashed line is perfect scaling. Read the speedups against the contention in the "
+                      "conditions banner.")
     return [path]

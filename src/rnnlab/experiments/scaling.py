@@ -67,10 +67,12 @@ from ..bench.models import Point, build_rnnlab, make_data, make_pair
 from ..nn import MSELoss
 from ..optim import SGD
 from ..bench.timing import gemm_throughput, interleave
+from ..report import style
 from .base import Claim, Progress, Table, log_slope, plt, time_stats
 
 NAME = "scaling"
 TITLE = "Complexity: the O(·) formulas, analytic and measured"
+TIMING = True  # measures time: runs alone on the driver, never beside another task
 
 VARIABLES = ("d", "n", "m", "T")
 VARIABLE_NAMES = {"d": "batch size d", "n": "input size n", "m": "hidden size m", "T": "sequence length T"}
@@ -554,7 +556,9 @@ def claims(result: dict) -> list[Claim]:
               "not supported": "far from 1"}[verdict]
     verdict, ev = _cap(verdict, f"log-log slope of step time vs d = {sd['values'][0]}..{sd['values'][-1]} "
                        f"(95 % CI): {'; '.join(parts)}; {reason}.", _disturbance(result, "d"))
-    out.append(Claim("scaling-batch-linear", "Step time grows linearly with batch size d.", verdict, ev))
+    out.append(Claim("scaling-batch-linear", "Step time grows linearly with batch size d.", verdict, ev,
+                     "slope " + ", ".join(f"{MODEL_NAMES[m]} {s['fit']['slope']:.2f}"
+                                          for m, s in sd["models"].items()) + " (1 = linear)"))
 
     # RNN: m²
     if "rnn" in sweeps["m"]["models"]:
@@ -573,7 +577,8 @@ def claims(result: dict) -> list[Claim]:
             f"last segment {r['end_slope']:.2f}; it {agree} the exponent the formula predicts at these "
             f"sizes, {pred:.2f} (last segment {r['predicted_end_exponent']:.2f}: the n·m term counts "
             f"until m ≫ n); GFLOP/s {r['gflops'][0]:.1f} → {r['gflops'][-1]:.1f}."), _disturbance(result, "m"))
-        out.append(Claim("scaling-rnn-m2", "RNN time grows as m² in the hidden size m.", verdict, ev))
+        out.append(Claim("scaling-rnn-m2", "RNN time grows as m² in the hidden size m.", verdict, ev,
+                         f"slope {fit['slope']:.2f} (formula {pred:.2f}, claim 2)"))
 
     # LSTM ≈ 4 RNN
     lr = result.get("lstm_rnn_time")
@@ -593,7 +598,8 @@ def claims(result: dict) -> list[Claim]:
             f"m={big['m']}, T={big['T']}; FLOP ratio {big['flop_ratio']:.2f}); over all sweep points "
             f"{min(span):.2f}..{max(span):.2f}."),
             _disturbance(result, var, [sweeps[var]["values"].index(big[var])]))
-        out.append(Claim("scaling-lstm-4x", "An LSTM costs about four times an RNN of the same size.", verdict, ev))
+        out.append(Claim("scaling-lstm-4x", "An LSTM costs about four times an RNN of the same size.", verdict, ev,
+                         f"LSTM / RNN time {ratio:.2f}× at the largest point"))
 
     # T: time and memory linear
     sT = sweeps["T"]
@@ -633,7 +639,8 @@ def claims(result: dict) -> list[Claim]:
         f"log-log slopes vs T = {T0}..{T1} (95 % CI): {text}; the traced peak grows by {mem_notes}"
         + "".join(f"; {e}" for e in extra) + "."), _disturbance(result, "T"))
     out.append(Claim("scaling-T-linear",
-                     "The usual analysis leaves out T: time and BPTT memory grow linearly in T.", verdict, ev))
+                     "The usual analysis leaves out T: time and BPTT memory grow linearly in T.", verdict, ev,
+                     "slope " + ", ".join(f"{k} {v['fit']['slope']:.2f}" for k, v in fits.items())))
 
     # parameter counts
     a = result["analytic"]["models"]
@@ -654,7 +661,9 @@ def claims(result: dict) -> list[Claim]:
                f"LSTM layer {a['lstm']['params']['body']:,}, ratio {four:.3f}")
     out.append(Claim("scaling-param-counts",
                      "Parameter counts: an RNN layer has n·m + m² + 2m, an LSTM layer 4× that.",
-                     verdict, ev + "."))
+                     verdict, ev + ".",
+                     f"{len(checks) - n_bad}/{len(checks)} counts exact"
+                     + (f"; LSTM / RNN {four:.3f}" if four is not None else "")))
     return out
 
 
@@ -775,7 +784,7 @@ def tables(result: dict) -> list[Table]:
 # ----------------------------------------------------------------------------- plots
 
 
-COLORS = {"mlp": "tab:green", "rnn": "tab:blue", "lstm": "tab:red"}
+COLORS = {k: style.model_color(k) for k in ("mlp", "rnn", "lstm", "gru")}  # kept for importers
 
 
 def _predicted_curve(model_name, var, values, base, k, medians):
@@ -805,64 +814,66 @@ def plots(result: dict, out_dir) -> list[Path]:
     k = result["config"]["k"]
     paths = []
 
-    fig, axes = pyplot.subplots(2, 2, figsize=(11, 8.5))
+    fig, axes = pyplot.subplots(2, 2, figsize=(10, 7.6))
+    kinds, scaled = [], False
     for ax, var in zip(axes.flat, VARIABLES):
         sweep = result["sweeps"][var]
         vals = np.array(sweep["values"], dtype=float)
         for model_name, s in sweep["models"].items():
-            c = COLORS.get(model_name)
+            kinds += [model_name] if model_name not in kinds else []
+            c, mk = style.model_color(model_name), style.model_marker(model_name)
             med = np.array(s["median_s"]) * 1e3
             lo = med - np.array([st["p10"] for st in s["stats"]]) * 1e3
             hi = np.array([st["p90"] for st in s["stats"]]) * 1e3 - med
-            ax.errorbar(vals, med, yerr=[np.maximum(lo, 0), np.maximum(hi, 0)], fmt="o", color=c, ms=4,
-                        capsize=2, label=f"{MODEL_NAMES[model_name]} measured")
+            ax.errorbar(vals, med, yerr=[np.maximum(lo, 0), np.maximum(hi, 0)], fmt=mk, color=c, ms=5,
+                        capsize=2)
             fit = s["fit"]
-            ax.plot(vals, np.exp(fit["intercept"]) * vals ** fit["slope"] * 1e3, "-", color=c, lw=1,
-                    label=f"fit slope {fit['slope']:.2f}")
+            ax.plot(vals, np.exp(fit["intercept"]) * vals ** fit["slope"] * 1e3, "-", color=c, lw=1.2)
             sc = s.get("loss_scaled")
             if sc:
-                ax.plot(vals, np.array(sc["median_s"]) * 1e3, "s:", color=c, ms=4, mfc="none", lw=1,
-                        label=f"{MODEL_NAMES[model_name]} loss-scaled ×2^{sc['log2_scale']}")
+                scaled = True
+                ax.plot(vals, np.array(sc["median_s"]) * 1e3, ":", marker=mk, color=c, ms=5, mfc="none", lw=1)
             xs, ys = _predicted_curve(model_name, var, sweep["values"], sweep["base"], k, s["median_s"])
-            ax.plot(xs, np.array(ys) * 1e3, "--", color=c, lw=1, alpha=0.7,
-                    label=f"formula ({s['predicted_exponent']:.2f})")
+            ax.plot(xs, np.array(ys) * 1e3, "--", color=c, lw=1, alpha=0.8)
         _value_ticks(ax, sweep["values"])
-        ax.set_yscale("log")
+        style.log_axis(ax)
         ax.set_xlabel(VARIABLE_NAMES[var])
-        ax.set_ylabel("training step, ms (median, p10–p90)")
+        ax.set_ylabel("step time, ms (log)")
         b = sweep["base"]
-        ax.set_title(f"vs {var}  (others: " + ", ".join(f"{v}={b[v]}" for v in VARIABLES if v != var) + ")",
-                     fontsize=10)
+        ax.set_title(f"vs {var}  (" + ", ".join(f"{v}={b[v]}" for v in VARIABLES if v != var) + ")")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, ncol=1)
-    fig.suptitle("Step time against each variable: measured, fitted (solid), and the FLOP formula at the "
-                 "sweep's best achieved GFLOP/s (dashed)", fontsize=11)
-    fig.tight_layout()
-    path = out_dir / "scaling_time.png"
-    fig.savefig(path, dpi=110)
-    pyplot.close(fig)
-    paths.append(path)
+    extra = [style.line_key("measured median, p10–p90", marker="o", ls="none"),
+             style.line_key("log-log fit", ls="-"),
+             style.line_key("FLOP formula at the best GFLOP/s", ls="--")]
+    if scaled:
+        extra.append(style.line_key("loss-scaled", ls=":", marker="o", mfc="none"))
+    style.model_legend(fig, kinds, extra, ncol=4)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    paths.append(style.save(
+        fig, out_dir / "scaling_time.png",
+        "Training step time against each size on log-log axes: a straight line's slope is the exponent; "
+        "where the points leave the dashed formula line, overheads (not FLOPs) set the time."))
 
     mem = result["memory"]
-    fig, ax = pyplot.subplots(figsize=(6.5, 4.5))
+    fig, ax = pyplot.subplots(figsize=(7.5, 4.2))
     Ts = np.array(mem["T"], dtype=float)
     for model_name, mm in mem["models"].items():
-        c = COLORS.get(model_name)
-        ax.plot(Ts, np.array(mm["peak_bytes"]) / 2**20, "o-", color=c,
-                label=f"{MODEL_NAMES[model_name]} traced peak (slope {mm['fit']['slope']:.2f})")
+        c, mk = style.model_color(model_name), style.model_marker(model_name)
+        ax.plot(Ts, np.array(mm["peak_bytes"]) / 2**20, "-", marker=mk, color=c,
+                label=f"{style.model_label(model_name)} traced peak (slope {mm['fit']['slope']:.2f})")
         ax.plot(Ts, np.array(mm["min_bytes"]) / 2**20, "--", color=c,
-                label=f"{MODEL_NAMES[model_name]} BPTT minimum")
+                label=f"{style.model_label(model_name)} BPTT minimum")
     _value_ticks(ax, mem["T"])
-    ax.set_yscale("log")
+    style.log_axis(ax)
     ax.set_xlabel("sequence length T")
-    ax.set_ylabel("MiB")
+    ax.set_ylabel("MiB (log)")
     p = mem["point"]
-    ax.set_title(f"Memory of a training step vs T (d={p['d']}, n={p['n']}, m={p['m']})", fontsize=10)
+    ax.set_title(f"Memory of a training step vs T (d={p['d']}, n={p['n']}, m={p['m']})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    style.legend_outside(ax)
     fig.tight_layout()
-    path = out_dir / "scaling_memory.png"
-    fig.savefig(path, dpi=110)
-    pyplot.close(fig)
-    paths.append(path)
+    paths.append(style.save(
+        fig, out_dir / "scaling_memory.png",
+        "Traced peak memory (solid) against the BPTT minimum (dashed): parallel lines of slope 1 mean "
+        "memory grows linearly in T with a constant overhead."))
     return paths
