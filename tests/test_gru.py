@@ -243,16 +243,21 @@ def test_parameter_gradients_accumulate(backend):
         np.testing.assert_allclose(p.grad, 2 * a, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("N,H", [(1, 32), (4, 16), (8, 32), (3, 7)])
+@pytest.mark.parametrize("N,H", [(1, 32), (4, 16), (8, 32), (3, 7), (9, 40)])
 def test_compiled_loops_equal_the_reference(N, H):
-    """The numba whole loop (steps of up to 256 units) against the NumPy reference, in both
-    directions, with and without a start state, bias and output gradient."""
-    from rnnlab.functional import _loops_numba, _loops_numpy, gru
+    """The numba whole loop (small steps) and the fused loops (large steps: NumPy's forward,
+    a compiled backward) against the NumPy reference, in both directions, with and without
+    a start state, bias and output gradient."""
     from rnnlab.functional.backend import numba_available, use_backend
     if not numba_available():
         pytest.skip("the compiled loops need numba")
+    from rnnlab.functional import _gru_fused, _loops_numba, _loops_numpy, gru
     with use_backend("numba"):
         assert gru._gru_loops(N, H) is _loops_numba
+    with use_backend("fused"):
+        assert gru._gru_loops(N, H) is _gru_fused
+    with use_backend("auto"):
+        assert gru._gru_loops(N, H) is (_loops_numba if N * H <= 256 else _gru_fused)
     rng = np.random.default_rng(103 + N + H)
     T, I = 6, 5
     for trial, (reverse, give_h0, bias, give_grad) in enumerate(
@@ -264,7 +269,7 @@ def test_compiled_loops_equal_the_reference(N, H):
         x, h0 = rng.standard_normal((T, N, I)), rng.standard_normal((N, H)) if give_h0 else None
         g, g_h = rng.standard_normal((T, N, H)) if give_grad else None, rng.standard_normal((N, H))
         results = []
-        for loops in (_loops_numpy, _loops_numba):
+        for loops in (_loops_numpy, _loops_numba, _gru_fused):
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(gru, "_gru_loops", lambda n, h: loops)
                 (out, h_n), cache = gru.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
@@ -272,8 +277,10 @@ def test_compiled_loops_equal_the_reference(N, H):
                 grad_x, grad_h0, grads = gru.gru_backward(cache, g, g_h)
             results[-1] += [grad_x, grad_h0] + [a for a in grads if a is not None]
         assert len(results[1]) == (8 if bias else 6)
-        for want, got in zip(*results):
-            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=f"trial {trial}")
+        for compiled in results[1:]:
+            for want, got in zip(results[0], compiled):
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14,
+                                           err_msg=f"trial {trial}")
 
 
 # ------------------------------------------------------------------ bad input
