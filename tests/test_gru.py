@@ -16,59 +16,19 @@ import pytest
 from rnnlab import nn
 from rnnlab.gradcheck import gradcheck
 from conftest import assert_close, to_torch
-from test_parity_torch import TORCH_DTYPE, _compare_params, _load_into_torch, _randomize_biases
+from test_parity_torch import (TORCH_DTYPE, _compare_params, _load_into_torch, _randomize_biases,
+                               _sequence_case)
 
 DTYPES = [np.float64, np.float32]
 F32 = np.float32
 
 
-def _gru_case(torch, rng, dtype, trial):
-    """One random configuration of nn.GRU against torch.nn.GRU; returns the worst error."""
-    tdtype = getattr(torch, TORCH_DTYPE[dtype])
-    T, N = int(rng.integers(1, 7)), int(rng.integers(1, 5))
-    I, H = int(rng.integers(1, 7)), int(rng.integers(1, 9))
-    L = int(rng.integers(1, 4))
-    bidirectional, batch_first = bool(rng.integers(2)), bool(rng.integers(2))
-    unbatched = trial % 5 == 4
-    give_state = bool(rng.integers(2))
-    bias = trial % 7 != 6
-    kwargs = dict(num_layers=L, bias=bias, batch_first=batch_first, bidirectional=bidirectional)
-    ours = nn.GRU(I, H, **kwargs, dtype=dtype, rng=rng)
-    theirs = torch.nn.GRU(I, H, **kwargs, dtype=tdtype)
-    if bias:
-        _randomize_biases(ours, rng)
-    _load_into_torch(torch, ours, theirs)
-
-    D = 2 if bidirectional else 1
-    if unbatched:
-        x = rng.standard_normal((T, I)).astype(dtype)
-        state_shape = (L * D, H)
-    else:
-        x = rng.standard_normal((N, T, I) if batch_first else (T, N, I)).astype(dtype)
-        state_shape = (L * D, N, H)
-    h0 = rng.standard_normal(state_shape).astype(dtype)
-    xt, h0t = to_torch(torch, x, True), to_torch(torch, h0, True)
-    out, h_n = ours(x, h0 if give_state else None)
-    tout, th_n = theirs(xt, h0t if give_state else None)
-    worst = assert_close(out, tout.detach().numpy(), dtype, "output")
-    worst = max(worst, assert_close(h_n, th_n.detach().numpy(), dtype, "h_n"))
-
-    g_out = rng.standard_normal(out.shape).astype(dtype)
-    g_h_n = rng.standard_normal(h_n.shape).astype(dtype)
-    ((tout * to_torch(torch, g_out)).sum() + (th_n * to_torch(torch, g_h_n)).sum()).backward()
-    grad_x, grad_h0 = ours.backward(g_out, g_h_n)
-    worst = max(worst, assert_close(grad_x, xt.grad.numpy(), dtype, "grad x"))
-    if give_state:
-        worst = max(worst, assert_close(grad_h0, h0t.grad.numpy(), dtype, "grad h0"))
-    else:  # the gradient of the zero start is still dL/dh_0
-        assert grad_h0.shape == state_shape
-    return max(worst, _compare_params(torch, ours, theirs, dtype))
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gru_matches_torch(torch, backend, dtype):
+    """Random T, N, I, H, 1-3 layers, both directions and layouts, given and omitted h0,
+    unbatched input, bias=False: outputs, h_n and every gradient (test_parity_torch's case)."""
     rng = np.random.default_rng(zlib.crc32(f"gru-{np.dtype(dtype)}".encode()))
-    worst = max(_gru_case(torch, rng, dtype, trial) for trial in range(30))
+    worst = max(_sequence_case(torch, rng, "gru", dtype, trial) for trial in range(30))
     print(f"{backend} gru {np.dtype(dtype)}: worst relative error {worst:.2e}")
 
 
