@@ -16,59 +16,19 @@ import pytest
 from rnnlab import nn
 from rnnlab.gradcheck import gradcheck
 from conftest import assert_close, to_torch
-from test_parity_torch import TORCH_DTYPE, _compare_params, _load_into_torch, _randomize_biases
+from test_parity_torch import (TORCH_DTYPE, _compare_params, _load_into_torch, _randomize_biases,
+                               _sequence_case)
 
 DTYPES = [np.float64, np.float32]
 F32 = np.float32
 
 
-def _gru_case(torch, rng, dtype, trial):
-    """One random configuration of nn.GRU against torch.nn.GRU; returns the worst error."""
-    tdtype = getattr(torch, TORCH_DTYPE[dtype])
-    T, N = int(rng.integers(1, 7)), int(rng.integers(1, 5))
-    I, H = int(rng.integers(1, 7)), int(rng.integers(1, 9))
-    L = int(rng.integers(1, 4))
-    bidirectional, batch_first = bool(rng.integers(2)), bool(rng.integers(2))
-    unbatched = trial % 5 == 4
-    give_state = bool(rng.integers(2))
-    bias = trial % 7 != 6
-    kwargs = dict(num_layers=L, bias=bias, batch_first=batch_first, bidirectional=bidirectional)
-    ours = nn.GRU(I, H, **kwargs, dtype=dtype, rng=rng)
-    theirs = torch.nn.GRU(I, H, **kwargs, dtype=tdtype)
-    if bias:
-        _randomize_biases(ours, rng)
-    _load_into_torch(torch, ours, theirs)
-
-    D = 2 if bidirectional else 1
-    if unbatched:
-        x = rng.standard_normal((T, I)).astype(dtype)
-        state_shape = (L * D, H)
-    else:
-        x = rng.standard_normal((N, T, I) if batch_first else (T, N, I)).astype(dtype)
-        state_shape = (L * D, N, H)
-    h0 = rng.standard_normal(state_shape).astype(dtype)
-    xt, h0t = to_torch(torch, x, True), to_torch(torch, h0, True)
-    out, h_n = ours(x, h0 if give_state else None)
-    tout, th_n = theirs(xt, h0t if give_state else None)
-    worst = assert_close(out, tout.detach().numpy(), dtype, "output")
-    worst = max(worst, assert_close(h_n, th_n.detach().numpy(), dtype, "h_n"))
-
-    g_out = rng.standard_normal(out.shape).astype(dtype)
-    g_h_n = rng.standard_normal(h_n.shape).astype(dtype)
-    ((tout * to_torch(torch, g_out)).sum() + (th_n * to_torch(torch, g_h_n)).sum()).backward()
-    grad_x, grad_h0 = ours.backward(g_out, g_h_n)
-    worst = max(worst, assert_close(grad_x, xt.grad.numpy(), dtype, "grad x"))
-    if give_state:
-        worst = max(worst, assert_close(grad_h0, h0t.grad.numpy(), dtype, "grad h0"))
-    else:  # the gradient of the zero start is still dL/dh_0
-        assert grad_h0.shape == state_shape
-    return max(worst, _compare_params(torch, ours, theirs, dtype))
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gru_matches_torch(torch, backend, dtype):
+    """Random T, N, I, H, 1-3 layers, both directions and layouts, given and omitted h0,
+    unbatched input, bias=False: outputs, h_n and every gradient (test_parity_torch's case)."""
     rng = np.random.default_rng(zlib.crc32(f"gru-{np.dtype(dtype)}".encode()))
-    worst = max(_gru_case(torch, rng, dtype, trial) for trial in range(30))
+    worst = max(_sequence_case(torch, rng, "gru", dtype, trial) for trial in range(30))
     print(f"{backend} gru {np.dtype(dtype)}: worst relative error {worst:.2e}")
 
 
@@ -243,16 +203,21 @@ def test_parameter_gradients_accumulate(backend):
         np.testing.assert_allclose(p.grad, 2 * a, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("N,H", [(1, 32), (4, 16), (8, 32), (3, 7)])
+@pytest.mark.parametrize("N,H", [(1, 32), (4, 16), (8, 32), (3, 7), (9, 40)])
 def test_compiled_loops_equal_the_reference(N, H):
-    """The numba whole loop (steps of up to 256 units) against the NumPy reference, in both
-    directions, with and without a start state, bias and output gradient."""
-    from rnnlab.functional import _loops_numba, _loops_numpy, gru
+    """The numba whole loop (small steps) and the fused loops (large steps: NumPy's forward,
+    a compiled backward) against the NumPy reference, in both directions, with and without
+    a start state, bias and output gradient."""
     from rnnlab.functional.backend import numba_available, use_backend
     if not numba_available():
         pytest.skip("the compiled loops need numba")
+    from rnnlab.functional import _gru_fused, _loops_numba, _loops_numpy, gru
     with use_backend("numba"):
         assert gru._gru_loops(N, H) is _loops_numba
+    with use_backend("fused"):
+        assert gru._gru_loops(N, H) is _gru_fused
+    with use_backend("auto"):
+        assert gru._gru_loops(N, H) is (_loops_numba if N * H <= 256 else _gru_fused)
     rng = np.random.default_rng(103 + N + H)
     T, I = 6, 5
     for trial, (reverse, give_h0, bias, give_grad) in enumerate(
@@ -264,7 +229,7 @@ def test_compiled_loops_equal_the_reference(N, H):
         x, h0 = rng.standard_normal((T, N, I)), rng.standard_normal((N, H)) if give_h0 else None
         g, g_h = rng.standard_normal((T, N, H)) if give_grad else None, rng.standard_normal((N, H))
         results = []
-        for loops in (_loops_numpy, _loops_numba):
+        for loops in (_loops_numpy, _loops_numba, _gru_fused):
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(gru, "_gru_loops", lambda n, h: loops)
                 (out, h_n), cache = gru.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
@@ -272,8 +237,10 @@ def test_compiled_loops_equal_the_reference(N, H):
                 grad_x, grad_h0, grads = gru.gru_backward(cache, g, g_h)
             results[-1] += [grad_x, grad_h0] + [a for a in grads if a is not None]
         assert len(results[1]) == (8 if bias else 6)
-        for want, got in zip(*results):
-            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14, err_msg=f"trial {trial}")
+        for compiled in results[1:]:
+            for want, got in zip(results[0], compiled):
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14,
+                                           err_msg=f"trial {trial}")
 
 
 # ------------------------------------------------------------------ bad input

@@ -44,7 +44,7 @@ def _compare_params(torch, ours, theirs, dtype):
 
 
 def _sequence_case(torch, rng, kind, dtype, trial):
-    """One random configuration of RNN/LSTM compared with torch.nn.RNN/LSTM."""
+    """One random configuration of RNN/LSTM/GRU compared with torch.nn.RNN/LSTM/GRU."""
     tdtype = getattr(torch, TORCH_DTYPE[dtype])
     T, N = int(rng.integers(1, 7)), int(rng.integers(1, 5))
     I, H = int(rng.integers(1, 7)), int(rng.integers(1, 7))
@@ -59,6 +59,9 @@ def _sequence_case(torch, rng, kind, dtype, trial):
     if kind == "lstm":
         ours = nn.LSTM(I, H, **kwargs, dtype=dtype, rng=rng)
         theirs = torch.nn.LSTM(I, H, **kwargs, dtype=tdtype)
+    elif kind == "gru":  # tests/test_gru.py runs these
+        ours = nn.GRU(I, H, **kwargs, dtype=dtype, rng=rng)
+        theirs = torch.nn.GRU(I, H, **kwargs, dtype=tdtype)
     else:
         ours = nn.RNN(I, H, nonlinearity=kind.split("_")[1], **kwargs, dtype=dtype, rng=rng)
         theirs = torch.nn.RNN(I, H, nonlinearity=kind.split("_")[1], **kwargs, dtype=tdtype)

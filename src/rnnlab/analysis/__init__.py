@@ -1,5 +1,5 @@
-"""Analysis: analytic complexity of the networks (and, later, empirical fits,
-gradient flow and memory studies)."""
+"""Analysis: analytic complexity of the networks (complexity), and the exact per-step
+gradients that the gradient-flow experiment measures (gradient_flow)."""
 
 from .complexity import (
     MODELS,

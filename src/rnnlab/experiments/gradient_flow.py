@@ -61,7 +61,8 @@ LSTM_ADVANTAGE = 1e2  # the LSTM "keeps gradients alive" if its ratio is ≥ 100
 DIVERGENCE_FACTOR = 10.0  # a loss above 10× its first value counts as diverged
 
 # Wall-clock measured on the 2-core machine (one BLAS thread, other jobs running):
-# quick ≈ 5 s, default ≈ 25 s, full ≈ 95 s.
+# quick ≈ 5 s, default ≈ 25 s, full ≈ 95 s before the GRU joined; with it, quick took 8.9 s
+# (load average ~3; default and full not measured again).
 _COMMON = {"T": 100, "batch": 32, "measure_batch": 64, "lr": 0.01, "max_norm": 1.0,
            "eval_batch": 256, "blas_threads": 1}
 _EXPLODE = {"nonlinearity": "tanh", "spectral_radius": 3.0, "T": 50, "lr": 0.1, "max_norm": 1.0,

@@ -54,7 +54,8 @@ FAILED_RATIO = 0.8  # above: the model is (close to) no better than remembering 
 DIFF_BAND = 0.05  # paired RNN − LSTM ratios within ±0.05 are a tie
 
 # Wall-clock measured on the 2-core machine (one BLAS thread, other jobs running), both
-# tasks and both models: quick ≈ 11 s, default ≈ 75-100 s, full ≈ 7.5 min.
+# tasks, LSTM and RNN: quick ≈ 11 s, default ≈ 75-100 s, full ≈ 7.5 min. With the GRU as a
+# third model, quick took 19 s (load average ~3; default and full not measured again).
 _COMMON = {"tasks": list(TASKS), "hidden": 32, "batch": 32, "lr": 0.01, "max_norm": 1.0,
            "eval_batch": 256, "n_symbols": 8, "copy_length": 10, "blas_threads": 1}
 PRESETS = {

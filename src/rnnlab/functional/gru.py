@@ -21,21 +21,23 @@ import numpy as np
 
 from . import _loops_numpy
 from ._loops_numpy import state_views as _state_views
+from .backend import loops_for
 from .linear import accumulate_outer, add_into, column_sum, outer_sum
-from .recurrent import (_NO_OVERWRITE, _check_dtypes, _input_projection, _loops,
-                        _nonzero_h_prev)
+from .recurrent import _NO_OVERWRITE, _check_dtypes, _input_projection, _nonzero_h_prev
 
 
 def _gru_loops(batch, hidden):
-    """The backend's GRU loops for a step of this size, or NumPy's where it has none.
-
-    The numba whole loop runs small steps (see backend.py). There are no "fused" GRU
-    loops: a compiled pass per step, with scalar exp and tanh, was slower than NumPy's
-    SIMD ufuncs at the sizes where the backend picks "fused" (one thread, 32-256 × 128-512:
-    1.1-1.8× the reference's time), so large steps run the reference.
-    """
-    loops = _loops(batch, hidden)
-    return loops if hasattr(loops, "gru_forward_loop") else _loops_numpy
+    """The module whose GRU loops run a step of this size (the backend's choice, see
+    backend.py): the NumPy reference, numba's whole loop for small steps, or for large
+    ones NumPy's forward with a compiled backward (_gru_fused)."""
+    choice = loops_for(batch, hidden)
+    if choice == "numba":
+        from . import _loops_numba
+        return _loops_numba
+    if choice == "fused":
+        from . import _gru_fused
+        return _gru_fused
+    return _loops_numpy
 
 
 def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=False):
