@@ -219,10 +219,14 @@ POOL_MIN_UNITS = 1 << 15
 
 
 def _row_threads(batch: int, hidden: int, dtype) -> int:
-    """Threads for a step's elementwise passes: the pool's from POOL_MIN_UNITS (float32), else 1."""
+    """Threads for a step's elementwise passes: the pool's from POOL_MIN_UNITS (float32), else 1.
+
+    The jobs are compiled with an LLVM IR call of NumPy's tanh loop in them (see _row_jobs),
+    so they need the IR kernels proven too (see rnnlab.kernels.probes)."""
     if np.dtype(dtype) != np.float32 or batch * hidden < POOL_MIN_UNITS:
         return 1
-    return _blas_pool.threads()
+    threads = _blas_pool.threads()
+    return threads if threads > 1 and _packed.llvm_kernels_proven() else 1
 
 
 # What the pool jobs below call. They are module globals, not names local to _row_jobs:

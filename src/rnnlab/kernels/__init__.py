@@ -1,0 +1,18 @@
+"""The seam between the math and the speed code.
+
+:mod:`rnnlab.functional` holds the equations and the reference loops in plain
+NumPy. Everything that makes them faster on some machine and not on another
+is decided here, on the user's machine, never by constants tuned on one CPU:
+
+- :mod:`.cache`: the cache folder (``$XDG_CACHE_HOME/rnnlab``, else
+  ``~/.cache/rnnlab``), one subfolder per machine and library versions;
+- :mod:`.probes`: a path that touches another library's internals (OpenBLAS's
+  thread splitter, NumPy's ufunc table, LLVM IR kernels) first proves itself
+  in a child process; a crash there only disables the path;
+- :mod:`.planner`: on the first use of a step shape the candidate paths are
+  timed for a few steps and the fastest is kept (``RNNLAB_PLAN``);
+- :mod:`.sgd`: the compiled SGD update, on one thread or on OpenBLAS's threads.
+
+Nothing here changes a result beyond rounding: every path is a drop-in for
+the reference it replaces, tested against it.
+"""
