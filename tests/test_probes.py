@@ -76,7 +76,8 @@ def test_the_pool_is_off_after_its_probe_crashed(tmp_path):
         "        with use_backend(name):\n"
         "            outs.append(R.lstm_forward(x, None, None, *w)[0][0].copy())\n"
         "print(float(np.abs(outs[0] - outs[1]).max()))\n")
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), RNNLAB_PROBE_TEST_ABORT="blas_pool")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), RNNLAB_PROBE_TEST_ABORT="blas_pool",
+               RNNLAB_BLAS_POOL="1")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
