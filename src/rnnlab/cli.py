@@ -16,7 +16,7 @@ from .allocator import reuse_freed_memory
 from .commands import CommandError
 
 # name -> module; the order is the order of `rnnlab --help`.
-COMMANDS = ["compare", "bench", "train", "gradcheck", "report"]
+COMMANDS = ["compare", "bench", "train", "gradcheck", "report", "plan"]
 
 
 class _OneLineParser(argparse.ArgumentParser):

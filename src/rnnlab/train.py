@@ -57,6 +57,7 @@ from .data.loader import Batch
 from .io import CheckpointError, atomic_write_bytes, load_checkpoint, read_checkpoint, save_checkpoint
 from .models import KINDS, SequenceModel
 from .nn import CrossEntropyLoss, MSELoss
+from .kernels import planner
 from .optim import SGD, Adam, clip_grad_norm_
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "TrainError", "TrainingDiverged",
@@ -556,6 +557,12 @@ class Trainer:
         self.best_step = m.get("best_step")
         # Overrides (e.g. a lower --lr after a divergence) win over the saved hyperparameters.
         self.optimizer.lr = self.config.lr
+        # The paths the interrupted run took, whatever this machine's plan cache says now:
+        # another path would round differently (see rnnlab.kernels.planner).
+        try:
+            planner.pin(m.get("plans") or {})
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: recorded plans: {exc}") from None
         self.last_checkpoint = path
 
     # ------------------------------------------------------------ one step
@@ -631,7 +638,7 @@ class Trainer:
     # ------------------------------------------------------------ checkpoints
     def metrics_summary(self) -> dict:
         return {"loss": self.last_loss, "best_loss": self.best_loss, "best_step": self.best_step,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "plans": planner.in_use()}
 
     def save_checkpoint(self) -> Path:
         """Write the checkpoint of the current step (atomically) and prune to ``keep``."""

@@ -124,13 +124,13 @@ def threads() -> int:
     if "controller" not in _state:
         with _lock:
             if "controller" not in _state:
-                wanted = os.environ.get("RNNLAB_BLAS_POOL", "1").strip() != "0"
+                from .backend import numba_available
+                # The jobs are compiled: without numba, no pool.
+                wanted = (os.environ.get("RNNLAB_BLAS_POOL", "1").strip() != "0"
+                          and numba_available())
                 _state["controller"] = numpy_openblas() if wanted else None
     controller = _state["controller"]
     if controller is None or "failed" in _state:
-        return 1
-    from .backend import numba_available
-    if not numba_available():  # the jobs are compiled
         return 1
     count = controller.get_num_threads()
     if count < 2:

@@ -103,17 +103,28 @@ def _add_bias(act, bias):
 PACKED_MAX_UNITS = 4096
 
 
+# What a plan (see rnnlab.kernels.planner) decides for the loops below, set around each call:
+# "packed" True/False takes the packed product wherever it can run / never; "pool" True/False
+# puts the products and the elementwise passes on OpenBLAS's threads wherever they can
+# run / never. None keeps the size rules of this module and of _packed.
+KNOBS = {"packed": None, "pool": None}
+
+
 def _product_threads(batch: int, hidden: int, columns: int, dtype, inner: int | None = None) -> int:
     """How a per-step product runs: 0 for OpenBLAS, else the threads of
     :func:`._packed.packed_matmul`. The LSTM forward's is (batch × H)·(H × 4H), its
     backward's (batch × 4H)·(4H × H): ``columns`` 4H or H tells them apart. The
     RNN's are (batch × H)·(H × H) both ways: it passes ``inner`` = H."""
-    if not (_packed.ROWS <= batch and _packed.usable(batch, columns, dtype)):
+    packed, pool = KNOBS["packed"], KNOBS["pool"]
+    if packed is False or not (_packed.ROWS <= batch and _packed.usable(batch, columns, dtype)):
         return 0
     if inner is None:
         inner = hidden if columns == 4 * hidden else 4 * hidden
-    threads = _packed.pool_threads(batch, inner, columns)
-    if threads > 1:
+    if pool is None:
+        threads = _packed.pool_threads(batch, inner, columns)
+    else:
+        threads = _blas_pool.threads() if pool and columns >= 2 * _packed.COLS else 1
+    if threads > 1 or packed:
         return threads
     return 1 if batch * hidden <= PACKED_MAX_UNITS else 0
 
@@ -223,7 +234,9 @@ def _row_threads(batch: int, hidden: int, dtype) -> int:
 
     The jobs are compiled with an LLVM IR call of NumPy's tanh loop in them (see _row_jobs),
     so they need the IR kernels proven too (see rnnlab.kernels.probes)."""
-    if np.dtype(dtype) != np.float32 or batch * hidden < POOL_MIN_UNITS:
+    pool = KNOBS["pool"]
+    if (np.dtype(dtype) != np.float32 or pool is False
+            or (pool is None and batch * hidden < POOL_MIN_UNITS)):
         return 1
     threads = _blas_pool.threads()
     return threads if threads > 1 and _packed.llvm_kernels_proven() else 1
