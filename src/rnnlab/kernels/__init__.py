@@ -13,6 +13,11 @@ is decided here, on the user's machine, never by constants tuned on one CPU:
   timed for a few steps and the fastest is kept (``RNNLAB_PLAN``);
 - :mod:`.sgd`: the compiled SGD update, on one thread or on OpenBLAS's threads.
 
+The compiled loops and kernels themselves still sit in
+:mod:`rnnlab.functional` as private modules (``_loops_numba``, ``_loops_fused``,
+``_packed``, ``_blas_pool``, ``_numpy_tanh``, ``_transpose``, ``_rank1``), each a
+drop-in for a reference function there; they are candidates to move here.
+
 Nothing here changes a result beyond rounding: every path is a drop-in for
 the reference it replaces, tested against it.
 """
