@@ -37,7 +37,7 @@ def _fakes(clock, seconds):
 def test_the_fastest_candidate_is_chosen_by_its_best_round():
     clock = FakeClock()
     runs, calls = _fakes(clock, {"numpy": 0.010, "numba": 0.004, "fused": 0.006})
-    chosen, timings = planner.choose(runs, clock=clock, budget=1.0, rounds=3)
+    chosen, timings, _ = planner.choose(runs, clock=clock, budget=1.0, rounds=3)
     assert chosen == "numba"
     assert timings == pytest.approx({"numpy": 0.010, "numba": 0.004, "fused": 0.006})
     assert calls == {"numpy": 4, "numba": 4, "fused": 4}  # a warm-up and 3 rounds each
@@ -52,19 +52,34 @@ def test_the_reference_stays_unless_a_path_beats_it_by_the_margin():
     assert planner.choose(runs, clock=clock, budget=1.0)[0] == "fused"
 
 
-def test_slow_candidates_leave_after_one_round_and_the_budget_bounds_the_rounds():
+def test_slow_candidates_leave_and_the_budget_bounds_the_rounds():
     clock = FakeClock()
     runs, calls = _fakes(clock, {"numpy": 0.010, "numba": 0.100, "fused": 0.005})
     warm = {name: (lambda: None) for name in runs}  # untimed, as the real warm-up is
-    chosen, timings = planner.choose(runs, clock=clock, budget=0.05, rounds=10, warm=warm)
-    assert chosen == "fused"
-    assert calls["numba"] == 1  # 20x the best: one round only
-    # round 1 takes 0.115 s > budget, but a second round is always run
+    chosen, timings, _ = planner.choose(runs, clock=clock, budget=0.06, rounds=10, warm=warm)
+    assert chosen == "fused" and set(timings) == {"numpy", "numba", "fused"}
+    assert calls["numba"] == 1  # 20x the best: the first round only
+    # round 1 takes 0.115 s > budget, but under twice the budget: a second round
     assert calls["numpy"] == calls["fused"] == planner.MIN_ROUNDS == 2
-    clock.now = 0.0
+    runs, calls = _fakes(clock, {"numpy": 0.010, "numba": 0.100, "fused": 0.005})
+    planner.choose(runs, clock=clock, budget=0.05, rounds=10, warm=warm)
+    assert calls == {"numpy": 1, "numba": 1, "fused": 1}  # 0.115 s > twice 0.05: one round
     runs, calls = _fakes(clock, {"numpy": 0.010, "fused": 0.005})
     planner.choose(runs, clock=clock, budget=0.04, rounds=10, warm=warm)
     assert calls == {"numpy": 3, "fused": 3}  # 0.015 s a round: the third crosses 0.04
+
+
+def test_a_short_screening_run_drops_slow_candidates_before_the_rounds():
+    clock = FakeClock()
+    runs, calls = _fakes(clock, {"numpy": 0.010, "numba": 0.100, "fused": 0.005})
+    screen, screened_calls = _fakes(clock, {"numpy": 0.002, "numba": 0.030, "fused": 0.001})
+    warm = {name: (lambda: None) for name in runs}
+    chosen, timings, screened = planner.choose(runs, clock=clock, budget=1.0, rounds=2,
+                                               warm=warm, screen=screen)
+    assert chosen == "fused" and set(timings) == {"numpy", "fused"}
+    assert calls == {"numpy": 2, "numba": 0, "fused": 2}
+    assert screened == pytest.approx({"numpy": 0.002, "numba": 0.030, "fused": 0.001})
+    assert screened_calls == {"numpy": 1, "numba": 1, "fused": 1}
 
 
 @pytest.fixture
@@ -215,7 +230,8 @@ def test_a_measured_plan_computes_what_the_reference_does(monkeypatch, tmp_path,
     (entry,) = planner._table.values()
     names = planner.candidates(cell, N, H, np.float64)
     assert entry["source"] == "measured" and entry["chosen"] in names
-    assert set(entry["timings"]) == set(names) and entry["plan"] == names[entry["chosen"]]
+    assert set(entry["screen"]) == set(names) and set(entry["timings"]) <= set(names)
+    assert entry["plan"] == names[entry["chosen"]]
 
 
 def test_a_resumed_run_uses_the_plans_its_checkpoint_recorded(planning, monkeypatch, tmp_path):

@@ -48,6 +48,10 @@ def _show_entry(key, entry):
         print(f"    ms per forward+backward of {steps} steps: " + ", ".join(
             f"{name} {1e3 * seconds:.3g}" for name, seconds in
             sorted(timings.items(), key=lambda item: item[1])))
+    dropped = {name: t for name, t in (entry.get("screen") or {}).items() if name not in timings}
+    if dropped:
+        print("    left after a 2-step screening run (ms): " + ", ".join(
+            f"{name} {1e3 * seconds:.3g}" for name, seconds in dropped.items()))
 
 
 def run(args) -> int:

@@ -15,12 +15,15 @@ random data of that shape, and the fastest is kept:
   weight packed once or on OpenBLAS, the work on OpenBLAS's threads or not
   (the RNN's fused loops are NumPy's with packed products: only "+packed").
 
-Each candidate runs once to warm up (compiling, packing), then the candidates
-run in rounds, each timed, until ``BUDGET_SECONDS`` of timed work (but at
-least ``MIN_ROUNDS`` rounds) or ``ROUNDS`` rounds; after the first round a candidate slower than ``PRUNE``
-times the best leaves. A candidate's time is its fastest round. A path
-replaces the reference only when it is at least ``MARGIN`` faster: no
-planned choice is slower than the reference on the machine it was timed on.
+Each candidate runs one step to warm up (compiling, packing), then two steps
+timed: a candidate slower than ``PRUNE`` times the best leaves (the whole
+loop at a large step is 10x slower and would cost most of the budget). The
+rest run in rounds of ``min(T, T_CAP)`` steps, each timed, in a rotated
+order, until ``BUDGET_SECONDS`` of timed work (but at least ``MIN_ROUNDS``
+rounds unless they pass twice that) or ``ROUNDS`` rounds. A candidate's time
+is its fastest round. A path replaces the reference only when it is at least
+``MARGIN`` faster: no planned choice is slower than the reference on the
+machine it was timed on (as far as a short timing can tell).
 
 Plans are kept per process and in ``plans.json`` of the machine's cache folder
 (see :mod:`.cache`), with the timings they were chosen by (``rnnlab plan``
@@ -262,30 +265,51 @@ def candidates(cell: str, batch: int, hidden: int, dtype) -> dict:
 
 
 def choose(runs: dict, clock=time.perf_counter, budget: float = BUDGET_SECONDS,
-           rounds: int = ROUNDS, warm=None):
-    """(name, {name: seconds}): the fastest of ``runs`` ({name: callable}, the reference
-    first), timed as the module docstring says. ``warm`` ({name: callable}) runs once
-    each first (default: ``runs``)."""
+           rounds: int = ROUNDS, warm=None, screen=None):
+    """(name, {name: seconds}, {name: seconds}): the fastest of ``runs`` ({name: callable},
+    the reference first), its timings, and the screening times.
+
+    ``warm`` ({name: callable}, default ``runs``) runs once each, untimed. ``screen``
+    ({name: callable}: a shorter run), if given, runs once each, timed, and a candidate
+    slower than PRUNE times the best leaves before the rounds of ``runs`` (else the first
+    round prunes). Rounds go on until ``budget`` seconds, at least MIN_ROUNDS of them
+    unless they pass twice the budget, at most ``rounds``; each round in a rotated order.
+    A candidate's time is its fastest round; the reference stays unless beaten by MARGIN.
+    """
     names = list(runs)
     for name in names:
         (warm or runs)[name]()
-    samples: dict[str, list] = {name: [] for name in names}
-    live, start = names, clock()
+    screened = {}
+    live = names
+    if screen is not None:
+        for name in names:
+            began = clock()
+            screen[name]()
+            screened[name] = clock() - began
+        live = _survivors(names, screened)
+    samples: dict[str, list] = {name: [] for name in live}
+    start = clock()
     for done in range(rounds):
-        for name in live:
+        for name in live[done % len(live):] + live[:done % len(live)]:
             began = clock()
             runs[name]()
             samples[name].append(clock() - began)
-        if done == 0:
-            best = min(samples[name][0] for name in live)
-            live = [n for n in live if n == names[0] or samples[n][0] <= PRUNE * best]
-        if done + 1 >= MIN_ROUNDS and clock() - start >= budget:
+        if done == 0 and screen is None:
+            live = _survivors(live, {name: samples[name][0] for name in live})
+        spent = clock() - start
+        if spent >= budget and (done + 1 >= MIN_ROUNDS or spent >= 2 * budget):
             break
     timings = {name: min(times) for name, times in samples.items()}
-    chosen = min(names, key=lambda n: timings[n])
+    chosen = min(timings, key=lambda n: timings[n])
     if timings[chosen] > (1 - MARGIN) * timings[names[0]]:
         chosen = names[0]
-    return chosen, timings
+    return chosen, timings, screened
+
+
+def _survivors(names, seconds) -> list:
+    """The names within PRUNE times the fastest, the reference (first) always among them."""
+    best = min(seconds.values())
+    return [n for n in names if n == names[0] or seconds[n] <= PRUNE * best]
 
 
 def _runner(cell, batch, hidden, dtype, reverse):
@@ -327,11 +351,12 @@ def _measure(key: tuple) -> dict:
     cell, batch, hidden, dtype, steps, reverse, _ = key
     found = candidates(cell, batch, hidden, dtype)
     run = _runner(cell, batch, hidden, np.dtype(dtype), reverse)
-    runs = {name: (lambda plan=plan: run(plan, steps)) for name, plan in found.items()}
-    warm = {name: (lambda plan=plan: run(plan, min(steps, 2))) for name, plan in found.items()}
+    runs, warm, screen = ({name: (lambda plan=plan, k=k: run(plan, k)) for name, plan in found.items()}
+                          for k in (steps, 1, min(steps, 2)))
     began = time.perf_counter()
-    chosen, timings = choose(runs, warm=warm)
+    chosen, timings, screened = choose(runs, warm=warm, screen=screen)
     return {"plan": found[chosen], "chosen": chosen, "steps_timed": steps,
             "timings": {name: round(t, 7) for name, t in timings.items()},
+            "screen": {name: round(t, 7) for name, t in screened.items()},
             "seconds": round(time.perf_counter() - began, 3), "load": _load(),
             "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
