@@ -258,3 +258,25 @@ def test_a_resumed_run_uses_the_plans_its_checkpoint_recorded(planning, monkeypa
     assert all(plan["loops"] == "fused" for plan in planner.in_use().values())
     for name, value in whole.model.state_dict().items():
         assert np.array_equal(resumed.model.state_dict()[name], value), name
+
+
+def test_the_plan_command_measures_and_shows_plans(monkeypatch, tmp_path, capsys):
+    from rnnlab.cli import main
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(planner, "_table", {})
+    monkeypatch.setattr(planner, "_state", {})
+    monkeypatch.setattr(planner, "BUDGET_SECONDS", 0.01)
+    assert main(["plan", "--measure", "rnn_relu:4:16:3", "--dtype", "float64"]) == 0
+    out = capsys.readouterr().out
+    assert "rnn_relu N=4 H=16 T=3 float64" in out and str(cache.machine_dir()) in out
+    if backend.numba_available():
+        assert "measured" in out and "cached plans (1)" in out
+    assert main(["plan", "--clear"]) == 0
+    assert "cached plans: none yet" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:
+        main(["plan", "--bogus"])
+    assert bad.value.code == 2
+    capsys.readouterr()
+    assert main(["plan", "--measure", "lstm:8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected CELL:N:H:T" in err[0]

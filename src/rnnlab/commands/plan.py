@@ -84,6 +84,9 @@ def run(args) -> int:
             for cell, n, h, t, reverse in shapes:
                 planner.plan_for(cell, n, h, np.dtype(args.dtype), t, reverse)
         print("measured now:")
+        if not backend.numba_available():
+            for cell, n, h, t, reverse in shapes:
+                print(f"  {cell} N={n} H={h} T={t} {args.dtype}: numpy (the only path here)")
         for entry in planner.entries():
             _show_entry(entry["key"], entry)
     print("probes (a hook into another library's internals, checked in a child process):")
