@@ -69,16 +69,27 @@ def test_slow_candidates_leave_and_the_budget_bounds_the_rounds():
     assert calls == {"numpy": 3, "fused": 3}  # 0.015 s a round: the third crosses 0.04
 
 
+def test_a_short_run_is_repeated_and_its_fastest_repeat_counts():
+    clock = FakeClock()
+    times = iter([0.0009, 0.0003, 0.0004, 0.0002, 0.0004])  # adds up past 2 ms at the 5th
+
+    def run():
+        clock.now += next(times)
+
+    assert planner._timed(run, clock) == pytest.approx(0.0002)
+    assert next(times, None) is None
+
+
 def test_a_short_screening_run_drops_slow_candidates_before_the_rounds():
     clock = FakeClock()
     runs, calls = _fakes(clock, {"numpy": 0.010, "numba": 0.100, "fused": 0.005})
-    screen, screened_calls = _fakes(clock, {"numpy": 0.002, "numba": 0.030, "fused": 0.001})
+    screen, screened_calls = _fakes(clock, {"numpy": 0.004, "numba": 0.030, "fused": 0.003})
     warm = {name: (lambda: None) for name in runs}
     chosen, timings, screened = planner.choose(runs, clock=clock, budget=1.0, rounds=2,
                                                warm=warm, screen=screen)
     assert chosen == "fused" and set(timings) == {"numpy", "fused"}
     assert calls == {"numpy": 2, "numba": 0, "fused": 2}
-    assert screened == pytest.approx({"numpy": 0.002, "numba": 0.030, "fused": 0.001})
+    assert screened == pytest.approx({"numpy": 0.004, "numba": 0.030, "fused": 0.003})
     assert screened_calls == {"numpy": 1, "numba": 1, "fused": 1}
 
 

@@ -18,8 +18,8 @@ random data of that shape, and the fastest is kept:
 Each candidate runs one step to warm up (compiling, packing), then two steps
 timed: a candidate slower than ``PRUNE`` times the best leaves (the whole
 loop at a large step is 10x slower and would cost most of the budget). The
-rest run in rounds of ``min(T, T_CAP)`` steps, each timed, in a rotated
-order, until ``BUDGET_SECONDS`` of timed work (but at least ``MIN_ROUNDS``
+rest run in rounds of ``min(T, T_CAP)`` steps, each timed (a short run
+repeated up to 2 ms, its fastest repeat counting), in a rotated order, until ``BUDGET_SECONDS`` of timed work (but at least ``MIN_ROUNDS``
 rounds unless they pass twice that) or ``ROUNDS`` rounds. A candidate's time
 is its fastest round. A path replaces the reference only when it is at least
 ``MARGIN`` faster: no planned choice is slower than the reference on the
@@ -60,6 +60,7 @@ T_CAP = 8  # steps per timed run; shapes with T >= T_CAP share one plan
 BUDGET_SECONDS = 0.25  # timed work per new shape (plus one short warm-up run per candidate)
 ROUNDS = 5
 MIN_ROUNDS = 2  # a burst of outside load in one round does not decide alone
+MIN_SAMPLE, MAX_REPEATS = 2e-3, 20  # a sample repeats a short run (see _timed)
 PRUNE = 2.0
 MARGIN = 0.03
 REFERENCE = {"loops": "numpy"}
@@ -283,17 +284,13 @@ def choose(runs: dict, clock=time.perf_counter, budget: float = BUDGET_SECONDS,
     live = names
     if screen is not None:
         for name in names:
-            began = clock()
-            screen[name]()
-            screened[name] = clock() - began
+            screened[name] = _timed(screen[name], clock)
         live = _survivors(names, screened)
     samples: dict[str, list] = {name: [] for name in live}
     start = clock()
     for done in range(rounds):
         for name in live[done % len(live):] + live[:done % len(live)]:
-            began = clock()
-            runs[name]()
-            samples[name].append(clock() - began)
+            samples[name].append(_timed(runs[name], clock))
         if done == 0 and screen is None:
             live = _survivors(live, {name: samples[name][0] for name in live})
         spent = clock() - start
@@ -304,6 +301,21 @@ def choose(runs: dict, clock=time.perf_counter, budget: float = BUDGET_SECONDS,
     if timings[chosen] > (1 - MARGIN) * timings[names[0]]:
         chosen = names[0]
     return chosen, timings, screened
+
+
+def _timed(run, clock) -> float:
+    """The fastest of repeated runs, repeated while they add up to less than MIN_SAMPLE
+    seconds (at most MAX_REPEATS): a sub-millisecond run timed once is at the mercy of
+    one context switch on a busy machine."""
+    best, total = float("inf"), 0.0
+    for _ in range(MAX_REPEATS):
+        began = clock()
+        run()
+        took = clock() - began
+        best, total = min(best, took), total + took
+        if total >= MIN_SAMPLE:
+            break
+    return best
 
 
 def _survivors(names, seconds) -> list:
