@@ -291,3 +291,23 @@ def test_the_plan_command_measures_and_shows_plans(monkeypatch, tmp_path, capsys
     assert main(["plan", "--measure", "lstm:8"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected CELL:N:H:T" in err[0]
+
+
+def test_a_plan_timed_on_a_busy_machine_is_timed_again_when_it_is_quieter(planning, monkeypatch):
+    args = ("lstm", 8, 64, np.dtype(np.float32), 20, False)
+    load = [99.0]
+    monkeypatch.setattr(planner, "_load", lambda: load[0])
+    measure = planner._measure
+    monkeypatch.setattr(planner, "_measure", lambda key: {**measure(key), "load": load[0]})
+    planner.plan_for(*args)
+    assert next(iter(planner.cached_plans().values()))["busy"] is True
+    _forget_process(monkeypatch)
+    planner.plan_for(*args)  # still busy: the cached plan serves
+    assert len(planning) == 1
+    load[0] = 0.5
+    _forget_process(monkeypatch)
+    planner.plan_for(*args)  # quieter now: timed again, and no longer marked
+    _forget_process(monkeypatch)
+    planner.plan_for(*args)
+    assert len(planning) == 2
+    assert next(iter(planner.cached_plans().values()))["busy"] is False

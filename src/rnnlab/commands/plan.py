@@ -41,6 +41,8 @@ def _show_entry(key, entry):
     chosen = entry.get("chosen") or entry.get("plan", {}).get("loops", "?")
     where = entry.get("source", "cache")
     facts = ", ".join(f"{name} {entry[name]}" for name in ("when", "load") if entry.get(name))
+    if entry.get("busy"):
+        facts += " (busier than its cores: timed again when the machine is quieter)"
     print(f"  {key}\n    -> {chosen}  ({where}{'; ' + facts if facts else ''})")
     timings = entry.get("timings") or {}
     if timings:

@@ -27,7 +27,9 @@ machine it was timed on (as far as a short timing can tell).
 
 Plans are kept per process and in ``plans.json`` of the machine's cache folder
 (see :mod:`.cache`), with the timings they were chosen by (``rnnlab plan``
-shows them). ``RNNLAB_PLAN`` says how to get a plan for a new shape:
+shows them). A plan timed while the 1-minute load average exceeded the core
+count is marked busy: the next process that needs it times it again, if the
+machine is less busy by then. ``RNNLAB_PLAN`` says how to get a plan for a new shape:
 
 - ``measure`` (the default): from the cache, else timed now;
 - ``cached``: from the cache, else the rule below, never timed;
@@ -177,10 +179,12 @@ def _resolve(key: tuple) -> dict:
         how = mode()
         if text in _pinned:
             entry = {"plan": _pinned[text], "source": "pinned"}
-        elif how != "off" and _valid(_disk().get(text)):
+        elif how != "off" and _valid(_disk().get(text)) and not (
+                how == "measure" and _disk()[text].get("busy") and not _busy()):
             entry = {**_disk()[text], "source": "cache"}
         elif how == "measure":
             entry = {**_measure(key), "source": "measured"}
+            entry["busy"] = _busy(entry.get("load"))
             stored = {k: v for k, v in entry.items() if k != "source"}
             _disk()[text] = stored
             cache.update_json(_FILE, {text: stored})
@@ -349,6 +353,14 @@ def _runner(cell, batch, hidden, dtype, reverse):
             _forced.pop()
 
     return run
+
+
+def _busy(load="now") -> bool:
+    """Whether the machine is (or, given a load, was) busier than its cores: other work then
+    took turns with the timed runs, and a plan timed so is measured again, once the machine
+    is less busy, by the next process that needs it."""
+    load = _load() if load == "now" else load
+    return load is not None and load > (os.cpu_count() or 1)
 
 
 def _load():
