@@ -31,7 +31,8 @@ run: $(VENV)/.run-installed
 # keep working: NumPy's loops without the BLAS pool, and numba hidden, as a plain
 # `pip install rnnlab` (without the [fast] extra) has it.
 FAST_TESTS := tests/test_parity_torch.py tests/test_optim.py tests/test_blas_pool.py \
-              tests/test_inplace.py tests/test_probes.py tests/test_planner.py
+              tests/test_inplace.py tests/test_probes.py tests/test_planner.py \
+              tests/test_calibrate.py
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest

@@ -213,9 +213,12 @@ def run(job_address: int, parts: int, context: np.ndarray, count: int) -> None:
     _state["entry"](*_arguments(job_address, parts, context, count))
 
 
-# Elementwise work is split over the pool from this many elements: handing a job over
-# costs ~10 µs, and a memory-bound pass over 2^18 float32 elements takes ~50-80 µs here.
+# Elementwise work is split over the pool from this many elements with RNNLAB_PLAN=off:
+# handing a job over cost ~10 µs, and a memory-bound pass over 2^18 float32 elements
+# ~50-80 µs, on the machine this was measured on. Else the crossover is timed on the
+# user's machine (rnnlab.kernels.calibrate), from _FLOOR elements up.
 MIN_ELEMENTS = 1 << 18
+_FLOOR = 1 << 14
 
 
 def run_chunks(job_address: int, size: int, fields, count: int) -> None:
@@ -233,16 +236,20 @@ def run_chunks(job_address: int, size: int, fields, count: int) -> None:
 
 def try_run_chunks(jobs, dtype, elements: int, size: int, fields) -> bool:
     """Run ``jobs()[dtype]`` with :func:`run_chunks` over ``size`` rows or elements, if the
-    work (``elements``) reaches MIN_ELEMENTS and there is a pool; False when it did not run.
+    work (``elements``) reaches the machine's crossover (see rnnlab.kernels.calibrate;
+    MIN_ELEMENTS with RNNLAB_PLAN=off) and there is a pool; False when it did not run.
 
     jobs: a getter of {dtype: compiled job} (built on first use, None without numba);
     fields: a callable returning the context fields, called only when the job runs
     (addresses cost ~2 µs each to look up, too much for every small parameter).
     """
-    if elements < MIN_ELEMENTS:
+    if elements < _FLOOR:
         return False
     count = threads()
-    built = jobs() if count > 1 else None
+    if count < 2:
+        return False
+    from ..kernels.calibrate import pool_min_elements  # timed on this machine, once
+    built = jobs() if elements >= pool_min_elements(count) else None
     if built is None or dtype not in built:
         return False
     run_chunks(built[dtype].address, size, fields(), count)

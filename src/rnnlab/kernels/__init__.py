@@ -11,6 +11,8 @@ is decided here, on the user's machine, never by constants tuned on one CPU:
   in a child process; a crash there only disables the path;
 - :mod:`.planner`: on the first use of a step shape the candidate paths are
   timed for a few steps and the fastest is kept (``RNNLAB_PLAN``);
+- :mod:`.calibrate`: from how many elements a memory-bound pass pays on
+  OpenBLAS's threads (the SGD update, the rank-1 weight gradient), timed once;
 - :mod:`.sgd`: the compiled SGD update, on one thread or on OpenBLAS's threads.
 
 The compiled loops and kernels themselves still sit in
