@@ -60,7 +60,7 @@ def run(args) -> int:
     import numpy as np
 
     from ..functional import backend
-    from ..kernels import cache, planner, probes
+    from ..kernels import cache, calibrate, planner, probes
 
     shapes = _shapes(args.measure)
     if args.threads is not None and args.threads < 1:
@@ -70,6 +70,7 @@ def run(args) -> int:
         shutil.rmtree(folder, ignore_errors=True)
         probes.forget()
         planner.forget()
+        calibrate._memo.clear()
         print(f"cleared {folder}")
     key = cache.machine_key()
     print(f"machine: {key['cpu']} ({key['cpu_count']} CPUs), {key['blas']} "
@@ -99,6 +100,9 @@ def run(args) -> int:
                  "passed" if verdict.get("ok") else "FAILED: path disabled")
         detail = f" - {verdict['detail']}" if verdict and verdict.get("detail") else ""
         print(f"  {name}: {state}{detail}")
+    for key, found in sorted(cache.read_json("calibration.json").items()):
+        start = found.get("min_elements")
+        print(f"{key}: from {start} elements" if start != calibrate.NEVER else f"{key}: never")
     plans = planner.cached_plans()
     print(f"cached plans ({len(plans)}):" if plans else "cached plans: none yet "
           "(a step shape is planned on its first use; or use --measure)")
