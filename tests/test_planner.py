@@ -311,3 +311,21 @@ def test_a_plan_timed_on_a_busy_machine_is_timed_again_when_it_is_quieter(planni
     planner.plan_for(*args)
     assert len(planning) == 2
     assert next(iter(planner.cached_plans().values()))["busy"] is False
+
+
+def test_a_candidate_that_fails_is_left_out_and_named(monkeypatch, tmp_path):
+    if not backend.numba_available():
+        pytest.skip("without numba there is nothing to choose")
+    from rnnlab.functional import _loops_numba
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(planner, "_table", {})
+    monkeypatch.setattr(planner, "_state", {})
+    monkeypatch.setattr(planner, "BUDGET_SECONDS", 0.01)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no such kernel")
+
+    monkeypatch.setattr(_loops_numba, "rnn_forward_loop", broken)
+    entry = planner._measure(("rnn_tanh", 4, 8, "float64", 3, False, 1))
+    assert entry["failed"] == {"numba": "RuntimeError: no such kernel"}
+    assert "numba" not in entry["timings"] and entry["chosen"] != "numba"

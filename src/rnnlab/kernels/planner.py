@@ -15,7 +15,8 @@ random data of that shape, and the fastest is kept:
   weight packed once or on OpenBLAS, the work on OpenBLAS's threads or not
   (the RNN's fused loops are NumPy's with packed products: only "+packed").
 
-Each candidate runs one step to warm up (compiling, packing), then two steps
+Each candidate runs one step to warm up (compiling, packing; one that raises
+is left out and named in the plan's "failed"), then two steps
 timed: a candidate slower than ``PRUNE`` times the best leaves (the whole
 loop at a large step is 10x slower and would cost most of the budget). The
 rest run in rounds of ``min(T, T_CAP)`` steps, each timed (a short run
@@ -73,7 +74,7 @@ _lock = threading.RLock()
 _table: dict[tuple, dict] = {}  # (cell, N, H, dtype, T, reverse, threads) -> entry
 _pinned: dict[str, dict] = {}  # key text -> plan, from a checkpoint
 _state: dict = {}  # "mode": the setting; "disk": plans.json as read once
-_forced: list[dict] = []  # the candidate being timed
+_timing = threading.local()  # .plan: the candidate this thread is timing, else absent
 
 
 def mode() -> str:
@@ -107,8 +108,9 @@ def _key_text(key: tuple) -> str:
 def plan_for(cell: str, batch: int, hidden: int, dtype, steps: int, reverse: bool) -> dict:
     """The plan for a step shape: {"loops": ..., "packed": bool or None, "pool": bool or None}
     (None: the loops' own size rule). Found, or timed now (see the module docstring)."""
-    if _forced:
-        return _forced[-1]
+    forced = getattr(_timing, "plan", None)
+    if forced is not None:
+        return forced
     setting = backend._current
     if setting != "auto":
         return {"loops": setting}
@@ -341,7 +343,7 @@ def _runner(cell, batch, hidden, dtype, reverse):
     def run(plan, steps):
         x = rng.standard_normal((steps, batch, inputs)).astype(dtype)
         grad = rng.standard_normal((steps, batch, hidden)).astype(dtype)
-        _forced.append(plan)
+        _timing.plan = plan
         try:
             if cell == "lstm":
                 _, saved = R.lstm_forward(x, None, None, *weights, reverse=reverse)
@@ -350,9 +352,13 @@ def _runner(cell, batch, hidden, dtype, reverse):
                 _, saved = R.rnn_forward(x, None, *weights, nonlinearity=cell[4:], reverse=reverse)
                 R.rnn_backward(saved, grad, state_grad=False)
         finally:
-            _forced.pop()
+            _timing.plan = None
 
     return run
+
+
+def _nothing():
+    pass
 
 
 def _busy(load="now") -> bool:
@@ -375,12 +381,23 @@ def _measure(key: tuple) -> dict:
     cell, batch, hidden, dtype, steps, reverse, _ = key
     found = candidates(cell, batch, hidden, dtype)
     run = _runner(cell, batch, hidden, np.dtype(dtype), reverse)
-    runs, warm, screen = ({name: (lambda plan=plan, k=k: run(plan, k)) for name, plan in found.items()}
-                          for k in (steps, 1, min(steps, 2)))
     began = time.perf_counter()
-    chosen, timings, screened = choose(runs, warm=warm, screen=screen)
+    failed = {}
+    for name, plan in list(found.items()):
+        try:
+            run(plan, 1)  # warm: compiles, packs, touches pages
+        except Exception as exc:  # noqa: BLE001 - a path that fails here is not a candidate
+            if name == "numpy":
+                raise
+            failed[name] = f"{type(exc).__name__}: {exc}"[:200]
+            del found[name]
+    runs, screen = ({name: (lambda plan=plan, k=k: run(plan, k)) for name, plan in found.items()}
+                    for k in (steps, min(steps, 2)))
+    chosen, timings, screened = choose(runs, warm={name: _nothing for name in runs},
+                                       screen=screen)
     return {"plan": found[chosen], "chosen": chosen, "steps_timed": steps,
             "timings": {name: round(t, 7) for name, t in timings.items()},
             "screen": {name: round(t, 7) for name, t in screened.items()},
             "seconds": round(time.perf_counter() - began, 3), "load": _load(),
+            **({"failed": failed} if failed else {}),
             "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
