@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from rnnlab.functional import _blas_pool
-from rnnlab.kernels import calibrate, planner
+from rnnlab.kernels import calibrate, planner, timing
 
 
 def test_the_crossover_is_where_the_pool_wins_from_there_on():
@@ -15,7 +15,7 @@ def test_the_crossover_is_where_the_pool_wins_from_there_on():
     assert calibrate.threshold(one, {1: 2.0, 2: 1.5, 4: 2.0, 8: 4.0}) == 2
     assert calibrate.threshold(one, {1: 0.5, 2: 2.5, 4: 2.0, 8: 4.0}) == 4  # not at 2: from 4
     assert calibrate.threshold(one, {1: 0.5, 2: 1.0, 4: 2.0, 8: 8.0}) == calibrate.NEVER
-    within_margin = {size: t * (1 - planner.MARGIN / 2) for size, t in one.items()}
+    within_margin = {size: t * (1 - timing.MARGIN / 2) for size, t in one.items()}
     assert calibrate.threshold(one, within_margin) == calibrate.NEVER
 
 

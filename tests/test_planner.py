@@ -10,7 +10,7 @@ import pytest
 
 from conftest import assert_close
 from rnnlab.functional import backend
-from rnnlab.kernels import cache, planner
+from rnnlab.kernels import cache, planner, timing
 
 
 class FakeClock:
@@ -37,7 +37,7 @@ def _fakes(clock, seconds):
 def test_the_fastest_candidate_is_chosen_by_its_best_round():
     clock = FakeClock()
     runs, calls = _fakes(clock, {"numpy": 0.010, "numba": 0.004, "fused": 0.006})
-    chosen, timings, _ = planner.choose(runs, clock=clock, budget=1.0, rounds=3)
+    chosen, timings, _ = timing.choose(runs, clock=clock, budget=1.0, rounds=3)
     assert chosen == "numba"
     assert timings == pytest.approx({"numpy": 0.010, "numba": 0.004, "fused": 0.006})
     assert calls == {"numpy": 4, "numba": 4, "fused": 4}  # a warm-up and 3 rounds each
@@ -45,27 +45,27 @@ def test_the_fastest_candidate_is_chosen_by_its_best_round():
 
 def test_the_reference_stays_unless_a_path_beats_it_by_the_margin():
     clock = FakeClock()
-    almost = 0.010 * (1 - planner.MARGIN / 2)
+    almost = 0.010 * (1 - timing.MARGIN / 2)
     runs, _ = _fakes(clock, {"numpy": 0.010, "fused": almost})
-    assert planner.choose(runs, clock=clock, budget=1.0)[0] == "numpy"
-    runs, _ = _fakes(clock, {"numpy": 0.010, "fused": 0.010 * (1 - 2 * planner.MARGIN)})
-    assert planner.choose(runs, clock=clock, budget=1.0)[0] == "fused"
+    assert timing.choose(runs, clock=clock, budget=1.0)[0] == "numpy"
+    runs, _ = _fakes(clock, {"numpy": 0.010, "fused": 0.010 * (1 - 2 * timing.MARGIN)})
+    assert timing.choose(runs, clock=clock, budget=1.0)[0] == "fused"
 
 
 def test_slow_candidates_leave_and_the_budget_bounds_the_rounds():
     clock = FakeClock()
     runs, calls = _fakes(clock, {"numpy": 0.010, "numba": 0.100, "fused": 0.005})
     warm = {name: (lambda: None) for name in runs}  # untimed, as the real warm-up is
-    chosen, timings, _ = planner.choose(runs, clock=clock, budget=0.06, rounds=10, warm=warm)
+    chosen, timings, _ = timing.choose(runs, clock=clock, budget=0.06, rounds=10, warm=warm)
     assert chosen == "fused" and set(timings) == {"numpy", "numba", "fused"}
     assert calls["numba"] == 1  # 20x the best: the first round only
     # round 1 takes 0.115 s > budget, but under twice the budget: a second round
-    assert calls["numpy"] == calls["fused"] == planner.MIN_ROUNDS == 2
+    assert calls["numpy"] == calls["fused"] == timing.MIN_ROUNDS == 2
     runs, calls = _fakes(clock, {"numpy": 0.010, "numba": 0.100, "fused": 0.005})
-    planner.choose(runs, clock=clock, budget=0.05, rounds=10, warm=warm)
+    timing.choose(runs, clock=clock, budget=0.05, rounds=10, warm=warm)
     assert calls == {"numpy": 1, "numba": 1, "fused": 1}  # 0.115 s > twice 0.05: one round
     runs, calls = _fakes(clock, {"numpy": 0.010, "fused": 0.005})
-    planner.choose(runs, clock=clock, budget=0.04, rounds=10, warm=warm)
+    timing.choose(runs, clock=clock, budget=0.04, rounds=10, warm=warm)
     assert calls == {"numpy": 3, "fused": 3}  # 0.015 s a round: the third crosses 0.04
 
 
@@ -76,7 +76,7 @@ def test_a_short_run_is_repeated_and_its_fastest_repeat_counts():
     def run():
         clock.now += next(times)
 
-    assert planner._timed(run, clock) == pytest.approx(0.0002)
+    assert timing._timed(run, clock) == pytest.approx(0.0002)
     assert next(times, None) is None
 
 
@@ -85,7 +85,7 @@ def test_a_short_screening_run_drops_slow_candidates_before_the_rounds():
     runs, calls = _fakes(clock, {"numpy": 0.010, "numba": 0.100, "fused": 0.005})
     screen, screened_calls = _fakes(clock, {"numpy": 0.004, "numba": 0.030, "fused": 0.003})
     warm = {name: (lambda: None) for name in runs}
-    chosen, timings, screened = planner.choose(runs, clock=clock, budget=1.0, rounds=2,
+    chosen, timings, screened = timing.choose(runs, clock=clock, budget=1.0, rounds=2,
                                                warm=warm, screen=screen)
     assert chosen == "fused" and set(timings) == {"numpy", "fused"}
     assert calls == {"numpy": 2, "numba": 0, "fused": 2}
@@ -174,7 +174,8 @@ def test_a_pinned_plan_wins_over_the_cache_and_is_reported(planning, monkeypatch
 
 def test_a_forced_backend_is_not_planned(planning):
     with backend.use_backend("numpy"):
-        assert planner.plan_for("lstm", 8, 64, np.dtype(np.float32), 20, False) == {"loops": "numpy"}
+        plan = planner.plan_for("lstm", 8, 64, np.dtype(np.float32), 20, False)
+    assert plan == {"loops": "numpy"}
     assert not planning
 
 
@@ -211,7 +212,7 @@ def test_a_measured_plan_computes_what_the_reference_does(monkeypatch, tmp_path,
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(planner, "_table", {})
     monkeypatch.setattr(planner, "_state", {})
-    monkeypatch.setattr(planner, "BUDGET_SECONDS", 0.01)
+    monkeypatch.setattr(timing, "BUDGET_SECONDS", 0.01)
     planner.set_mode("measure")
     from rnnlab.functional import recurrent as R
     rng = np.random.default_rng(5)
@@ -239,7 +240,7 @@ def test_a_measured_plan_computes_what_the_reference_does(monkeypatch, tmp_path,
     if not backend.numba_available():
         return  # the reference is all there is
     (entry,) = planner._table.values()
-    names = planner.candidates(cell, N, H, np.float64)
+    names = timing.candidates(cell, N, H, np.float64)
     assert entry["source"] == "measured" and entry["chosen"] in names
     assert set(entry["screen"]) == set(names) and set(entry["timings"]) <= set(names)
     assert entry["plan"] == names[entry["chosen"]]
@@ -276,7 +277,7 @@ def test_the_plan_command_measures_and_shows_plans(monkeypatch, tmp_path, capsys
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(planner, "_table", {})
     monkeypatch.setattr(planner, "_state", {})
-    monkeypatch.setattr(planner, "BUDGET_SECONDS", 0.01)
+    monkeypatch.setattr(timing, "BUDGET_SECONDS", 0.01)
     assert main(["plan", "--measure", "rnn_relu:4:16:3", "--dtype", "float64"]) == 0
     out = capsys.readouterr().out
     assert "rnn_relu N=4 H=16 T=3 float64" in out and str(cache.machine_dir()) in out
@@ -320,12 +321,12 @@ def test_a_candidate_that_fails_is_left_out_and_named(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(planner, "_table", {})
     monkeypatch.setattr(planner, "_state", {})
-    monkeypatch.setattr(planner, "BUDGET_SECONDS", 0.01)
+    monkeypatch.setattr(timing, "BUDGET_SECONDS", 0.01)
 
     def broken(*args, **kwargs):
         raise RuntimeError("no such kernel")
 
     monkeypatch.setattr(_loops_numba, "rnn_forward_loop", broken)
-    entry = planner._measure(("rnn_tanh", 4, 8, "float64", 3, False, 1))
+    entry = timing.measure(("rnn_tanh", 4, 8, "float64", 3, False, 1))
     assert entry["failed"] == {"numba": "RuntimeError: no such kernel"}
     assert "numba" not in entry["timings"] and entry["chosen"] != "numba"

@@ -68,7 +68,8 @@ def test_the_pool_is_off_after_its_probe_crashed(tmp_path):
         "from rnnlab.functional.backend import use_backend\n"
         "rng = np.random.default_rng(0)\n"
         "x = rng.standard_normal((2, 256, 3)).astype(np.float32)\n"
-        "w = [rng.uniform(-.1, .1, s).astype(np.float32) for s in ((512, 3), (512, 128), (512,), (512,))]\n"
+        "w = [rng.uniform(-.1, .1, s).astype(np.float32)\n"
+        "     for s in ((512, 3), (512, 128), (512,), (512,))]\n"
         "outs = []\n"
         "with threadpool_limits(2):\n"
         "    print(_blas_pool.threads())\n"
@@ -138,8 +139,8 @@ def test_numba_is_judged_by_importing_it(tmp_path):
             "mlp = MLP([4, 6, 2], activation='tanh', rng=0)\n"
             "mlp.backward(np.ones_like(mlp(x[0])))\n"
             "print(numba_available(), get_backend())\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
-               XDG_CACHE_HOME=str(tmp_path / "xdg"))
+    path = os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path, XDG_CACHE_HOME=str(tmp_path / "xdg"))
     env.pop("RNNLAB_BACKEND", None)
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=300)

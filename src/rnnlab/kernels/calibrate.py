@@ -16,9 +16,11 @@ constant).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
-from . import cache, planner
+from . import cache, planner, timing
 
 __all__ = ["SIZES", "NEVER", "pool_min_elements", "threshold"]
 
@@ -57,7 +59,7 @@ def threshold(one: dict, pool: dict) -> int:
     MARGIN faster there and at every larger size; NEVER if it is not at the largest."""
     found = NEVER
     for size in sorted(one, reverse=True):
-        if pool[size] > (1 - planner.MARGIN) * one[size]:
+        if pool[size] > (1 - timing.MARGIN) * one[size]:
             break
         found = size
     return found
@@ -83,7 +85,7 @@ def _measure(threads: int):
                 "pool": lambda: _blas_pool.run_chunks(job, size, fields, threads)}
         for run in runs.values():
             run()  # warm: compiled, pages touched
-        times = {name: min(planner._timed(run, planner.time.perf_counter) for _ in range(3))
+        times = {name: min(timing._timed(run, time.perf_counter) for _ in range(3))
                  for name, run in runs.items()}
         one[size], pool[size] = round(times["one"], 8), round(times["pool"], 8)
     return one, pool
