@@ -16,7 +16,7 @@ random data of that shape, and the fastest is kept:
   (the RNN's fused loops are NumPy's with packed products: only "+packed").
 
 Timing (:mod:`.timing`, where the constants named here live): each candidate
-runs one step to warm up (compiling, packing; one that raises is left out and
+runs two steps to warm up (compiling, packing; one that raises is left out and
 named in the plan's "failed"), then two steps timed: a candidate slower than
 ``PRUNE`` times the best leaves (the whole loop at a large step is 10x slower
 and would cost most of the budget). The rest run in rounds of ``min(T,

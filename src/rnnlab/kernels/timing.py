@@ -172,7 +172,7 @@ def measure(key: tuple) -> dict:
     failed = {}
     for name, plan in list(found.items()):
         try:
-            run(plan, 1)  # warm: compiles, packs, touches pages
+            run(plan, min(steps, 2))  # warm: compiles, packs (from 2 steps), touches pages
         except Exception as exc:  # noqa: BLE001 - a path that fails here is not a candidate
             if name == "numpy":
                 raise
