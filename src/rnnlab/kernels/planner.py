@@ -18,8 +18,9 @@ random data of that shape, and the fastest is kept:
 Timing (:mod:`.timing`, where the constants named here live): each candidate
 runs two steps to warm up (compiling, packing; one that raises is left out and
 named in the plan's "failed"), then two steps timed: a candidate slower than
-``PRUNE`` times the best leaves (the whole loop at a large step is 10x slower
-and would cost most of the budget). The rest run in rounds of ``min(T,
+``SCREEN_PRUNE`` times the best leaves (the whole loop at a large step is 10x
+slower and would cost most of the budget), and after the first full round one
+slower than ``PRUNE`` times the best. The rest run in rounds of ``min(T,
 T_CAP)`` steps, each timed (a short run repeated up to 2 ms, its fastest
 repeat counting), in a rotated order, until ``BUDGET_SECONDS`` of timed work
 (but at least ``MIN_ROUNDS`` rounds unless they pass twice that) or ``ROUNDS``
