@@ -27,8 +27,18 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 run: $(VENV)/.run-installed
 	$(BIN)/rnnlab compare --preset $(PRESET)
 
+# After the whole suite, a fast subset (~2 min) in the two other configurations that must
+# keep working: NumPy's loops without the BLAS pool, and numba hidden, as a plain
+# `pip install rnnlab` (without the [fast] extra) has it.
+FAST_TESTS := tests/test_parity_torch.py tests/test_optim.py tests/test_blas_pool.py \
+              tests/test_inplace.py tests/test_probes.py tests/test_planner.py \
+              tests/test_calibrate.py
+
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest
+	RNNLAB_BACKEND=numpy RNNLAB_BLAS_POOL=0 $(BIN)/python -m pytest -q $(FAST_TESTS) \
+	    -k "not numba and not fused"
+	RNNLAB_NUMBA=0 $(BIN)/python -m pytest -q $(FAST_TESTS)
 
 bench: $(VENV)/.test-installed
 	$(BIN)/rnnlab bench --vs torch

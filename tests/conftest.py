@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import tempfile
+
 import numpy as np
 import pytest
+
+_CACHE = {}
+
+
+def pytest_configure(config):
+    """Run the suite against a cache folder of its own (probe verdicts, plans), never the
+    developer's ~/.cache/rnnlab; child processes inherit it. RNNLAB_NUMBA=0 hides numba
+    from every import, as a plain ``pip install rnnlab`` would."""
+    _CACHE["dir"] = tempfile.mkdtemp(prefix="rnnlab-test-cache-")
+    os.environ["XDG_CACHE_HOME"] = _CACHE["dir"]
+    # The tests check paths by their results; timing them would only slow the suite.
+    os.environ.setdefault("RNNLAB_PLAN", "off")
+    if os.environ.get("RNNLAB_NUMBA", "").strip() == "0":
+        sys.modules["numba"] = None  # `import numba` raises ImportError from now on
+
+
+def pytest_unconfigure(config):
+    if "dir" in _CACHE:
+        shutil.rmtree(_CACHE.pop("dir"), ignore_errors=True)
 
 # float64 ≤ 1e-10, float32 ≤ 1e-4, as max abs error over max abs value.
 TOL = {np.float64: 1e-10, np.float32: 1e-4}

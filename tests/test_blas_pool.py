@@ -27,8 +27,9 @@ def _numpy_openblas_path():
 
 
 needs_pool = pytest.mark.skipif(
-    _numpy_openblas_path() is None or (os.cpu_count() or 1) < 2,
-    reason="needs NumPy's own pthreads OpenBLAS and two CPUs")
+    _numpy_openblas_path() is None or (os.cpu_count() or 1) < 2
+    or os.environ.get("RNNLAB_BLAS_POOL", "").strip() == "0",
+    reason="needs NumPy's own pthreads OpenBLAS, two CPUs and the pool switched on")
 
 
 @needs_pool
@@ -85,7 +86,8 @@ def test_packed_product_on_one_and_on_pool_threads():
     rng = np.random.default_rng(131)
     with threadpool_limits(2):
         pool = _blas_pool.threads()
-    if _numpy_openblas_path() is not None and (os.cpu_count() or 1) > 1:
+    if (_numpy_openblas_path() is not None and (os.cpu_count() or 1) > 1
+            and os.environ.get("RNNLAB_BLAS_POOL", "").strip() != "0"):
         assert pool == 2  # then the split half below runs
     with threadpool_limits(2):
         for trial in range(30):

@@ -564,10 +564,10 @@ def test_feature_major_backward_matches_torch(torch, dtype, N, T):
     """Fused LSTM backward with the dh product taken as W_hhᵀ · dpreᵀ from a transposed
     copy of W_hh (a small batch over enough steps), and one case below the step count
     (the batch-major product), in both directions, against torch."""
-    from rnnlab.functional import _loops_fused
     from rnnlab.functional.backend import numba_available, use_backend
     if not numba_available():
         pytest.skip("the fused loops are compiled")
+    from rnnlab.functional import _loops_fused
     rng = np.random.default_rng(97 + N + T)
     H, I = 40, 6  # 4H = 160: no whole 64-column panels, so never the packed product
     taken = _loops_fused._backward_feature_major(N, H, T)
@@ -602,10 +602,10 @@ def test_packed_weight_products_match_torch(torch, N, H):
     directions (H = 64), on one thread; split over NumPy's BLAS threads (from 2^20
     multiply-adds: 16-17 x 256 both ways, 80 x 64 forward only); 80 x 64's backward,
     past the one-thread rule's limit, on OpenBLAS."""
-    from rnnlab.functional import _loops_fused
     from rnnlab.functional.backend import numba_available, use_backend
     if not numba_available():
         pytest.skip("the packed products are compiled")
+    from rnnlab.functional import _loops_fused
     from rnnlab.functional import _blas_pool, _packed
     if not _packed.HOST_HAS_FMA:
         pytest.skip("the packed products are used on CPUs with FMA only")
@@ -654,10 +654,10 @@ def test_rnn_packed_weight_products_match_torch(torch, monkeypatch, N, H, kind, 
     that share one packed W_hh up to KEEP_PACKED_MAX_ROWS rows a block (64 x 128: 320 rows,
     one packed W_hh per block); else a given state and its gradient, T = 6.
     The test counts the packed products, so it fails if they are not taken."""
-    from rnnlab.functional import _loops_fused
     from rnnlab.functional.backend import numba_available, use_backend
     if not numba_available():
         pytest.skip("the packed products are compiled")
+    from rnnlab.functional import _loops_fused
     from rnnlab.functional import _blas_pool, _packed
     from rnnlab.functional import recurrent as R
     if not _packed.HOST_HAS_FMA:

@@ -21,7 +21,7 @@ import threading
 from .commands import CommandError
 
 # name -> module; the order is the order of `rnnlab --help`.
-COMMANDS = ["compare", "bench", "train", "gradcheck", "report"]
+COMMANDS = ["compare", "bench", "train", "gradcheck", "report", "plan"]
 
 
 class _OneLineParser(argparse.ArgumentParser):

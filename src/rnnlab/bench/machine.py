@@ -26,12 +26,18 @@ def current_backend() -> str:
     return get_backend()
 
 
-def loops_for(batch: int, hidden: int) -> str:
-    """The time loops that the current backend setting runs for a (batch, hidden) layer."""
+def loops_for(batch: int, hidden: int, cell: str | None = None, steps: int | None = None) -> str:
+    """The time loops that the current backend setting runs for a (batch, hidden) layer: with
+    ``cell`` ("lstm", "rnn_tanh") and ``steps``, the float32 forward plan's name (see
+    :mod:`rnnlab.kernels.planner`: "fused+packed", ...), else the backend's rule."""
     try:
         from ..functional import backend as _backend
     except ImportError:
         return "numpy"
+    if cell is not None and steps is not None:
+        from ..kernels import planner
+        return planner.plan_name(planner.plan_for(cell, batch, hidden, np.dtype(np.float32),
+                                                  steps, False))
     pick = getattr(_backend, "loops_for", None)
     return pick(batch, hidden) if pick is not None else _backend.get_backend()
 

@@ -225,7 +225,8 @@ def _time_point(point: Point, config: BenchConfig, with_torch: bool,
             gc.enable()
     shape = (point.model, point.d, point.n, point.m, point.T, point.k)
     row = {**point.as_dict(),
-           "loops": None if point.model == "mlp" else loops_for(point.d, point.m),
+           "loops": None if point.model == "mlp" else loops_for(
+               point.d, point.m, "lstm" if point.model == "lstm" else "rnn_tanh", point.T),
            "params": sum(model_params(point.model, point.n, point.m, point.T, point.k).values()),
            "flops": model_training_flops(*shape, input_grad=False),
            "flops_rnnlab": model_training_flops(*shape, input_grad=False, zero_start=True)}
@@ -389,6 +390,7 @@ def run_timing(config: BenchConfig, *, console=None, progress: bool = True,
         "vs": "torch" if with_torch else "none",
         "config": config.as_dict(),
         "machine": machine,
+        "plans": _plans(),  # the paths each recurrent shape ran, and the timings behind them
         "gemm": {"start": gemm_start, "end": gemm_end, "peak_gflops": peak},
         "interleaving": {"settle_s": dict(zip(sides, settle)),
                          "settle_with_gemm_s": dict(zip(("rnnlab", "gemm") + sides[1:],
@@ -450,6 +452,12 @@ def run_memory(config: BenchConfig, *, console=None, progress: bool = True) -> d
 
 
 # ------------------------------------------------------------------ output
+
+
+def _plans() -> list:
+    """This process's plans (see rnnlab.kernels.planner), for the results."""
+    from ..kernels import planner
+    return planner.entries()
 
 
 def write_results(results: dict, out_dir, command: str | None = None) -> dict:

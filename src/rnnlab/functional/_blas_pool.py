@@ -17,8 +17,10 @@ log2 of that size to the job as ``c[0]``, so that the job's parts are
 ``[a >> c[0], (a >> c[0]) + m)``. The rest of ``c`` is the job's own context.
 
 This is OpenBLAS's internal interface, not its public API, so it is checked
-before use: :func:`threads` runs a probe job once and returns 1 (no pool)
-unless the probe saw exactly the calls it expects. NumPy built on another
+before use, twice: :func:`prove` first runs the probe job in a child process
+(see :mod:`rnnlab.kernels.probes`: a wrong calling convention may crash it,
+never the user's process), and only then does :func:`threads` run it here
+once; it returns 1 (no pool) unless both saw exactly the calls expected. NumPy built on another
 BLAS, or an OpenBLAS without ``blas_level1_thread``, likewise gets 1, and so
 does a process started with ``RNNLAB_BLAS_POOL=0`` (everything then runs on
 the calling thread, as before the pool existed). A job that returns means
@@ -35,7 +37,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["job_signature", "numpy_openblas", "threads", "run", "bound_run", "run_chunks",
+__all__ = ["job_signature", "numpy_openblas", "threads", "prove", "run", "bound_run", "run_chunks",
            "try_run_chunks", "job_helpers", "MIN_ELEMENTS"]
 
 _lock = threading.Lock()
@@ -122,7 +124,10 @@ def threads() -> int:
     if "controller" not in _state:
         with _lock:
             if "controller" not in _state:
-                wanted = os.environ.get("RNNLAB_BLAS_POOL", "1").strip() != "0"
+                from .backend import numba_available
+                # The jobs are compiled: without numba, no pool.
+                wanted = (os.environ.get("RNNLAB_BLAS_POOL", "1").strip() != "0"
+                          and numba_available())
                 _state["controller"] = numpy_openblas() if wanted else None
     controller = _state["controller"]
     if controller is None or "failed" in _state:
@@ -135,11 +140,44 @@ def threads() -> int:
         # more threads than its pool has is not safe.
         with _lock:
             if "entry" not in _state and "failed" not in _state:
-                bound = _bind(controller)
+                from ..kernels.probes import proven
+                bound = _bind(controller) if proven("blas_pool") else None
                 _state.update(bound if bound is not None else {"failed": True})
         if "failed" in _state:
             return 1
     return count
+
+
+def prove() -> dict:
+    """The pool's check, run in a child process by :mod:`rnnlab.kernels.probes`: bind
+    ``blas_level1_thread`` on 2 threads (the probe job) and run a chunked job over it."""
+    controller = numpy_openblas()
+    if controller is None:
+        return {"ok": False, "detail": "NumPy's BLAS is not a pthreads OpenBLAS"}
+    if controller.get_num_threads() < 2:
+        return {"ok": None, "detail": "one BLAS thread here: nothing to split"}
+    controller.set_num_threads(2)
+    bound = _bind(controller)
+    if bound is None:
+        return {"ok": False, "detail": "blas_level1_thread missing or not called as expected"}
+    _state.update(controller=controller, **bound)
+    import numba
+    from numba import carray
+    pointer, chunk_range = job_helpers()
+
+    @numba.cfunc(job_signature(), nopython=True)
+    def mark(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):  # out[i] = i + 1 on the job's share
+        ctx = carray(c, (4,), np.int64)
+        lo, hi = chunk_range(ctx, a, m)
+        out = carray(pointer(ctx[3], np.int64), (ctx[1],))
+        for i in range(lo, hi):
+            out[i] = i + 1
+
+    out = np.zeros(1000, dtype=np.int64)
+    run_chunks(mark.address, out.size, [out.ctypes.data], 2)
+    if not np.array_equal(out, np.arange(1, out.size + 1)):
+        return {"ok": False, "detail": "a chunked job left elements unwritten or wrong"}
+    return {"ok": True, "detail": f"mode {bound['mode']:#x}, parts of {1 << bound['shift']} bytes"}
 
 
 def _arguments(job_address: int, parts: int, context: np.ndarray, count: int) -> tuple:
@@ -175,9 +213,12 @@ def run(job_address: int, parts: int, context: np.ndarray, count: int) -> None:
     _state["entry"](*_arguments(job_address, parts, context, count))
 
 
-# Elementwise work is split over the pool from this many elements: handing a job over
-# costs ~10 µs, and a memory-bound pass over 2^18 float32 elements takes ~50-80 µs here.
+# Elementwise work is split over the pool from this many elements with RNNLAB_PLAN=off:
+# handing a job over cost ~10 µs, and a memory-bound pass over 2^18 float32 elements
+# ~50-80 µs, on the machine this was measured on. Else the crossover is timed on the
+# user's machine (rnnlab.kernels.calibrate), from _FLOOR elements up.
 MIN_ELEMENTS = 1 << 18
+_FLOOR = 1 << 14
 
 
 def run_chunks(job_address: int, size: int, fields, count: int) -> None:
@@ -195,16 +236,20 @@ def run_chunks(job_address: int, size: int, fields, count: int) -> None:
 
 def try_run_chunks(jobs, dtype, elements: int, size: int, fields) -> bool:
     """Run ``jobs()[dtype]`` with :func:`run_chunks` over ``size`` rows or elements, if the
-    work (``elements``) reaches MIN_ELEMENTS and there is a pool; False when it did not run.
+    work (``elements``) reaches the machine's crossover (see rnnlab.kernels.calibrate;
+    MIN_ELEMENTS with RNNLAB_PLAN=off) and there is a pool; False when it did not run.
 
     jobs: a getter of {dtype: compiled job} (built on first use, None without numba);
     fields: a callable returning the context fields, called only when the job runs
     (addresses cost ~2 µs each to look up, too much for every small parameter).
     """
-    if elements < MIN_ELEMENTS:
+    if elements < _FLOOR:
         return False
     count = threads()
-    built = jobs() if count > 1 else None
+    if count < 2:
+        return False
+    from ..kernels.calibrate import pool_min_elements  # timed on this machine, once
+    built = jobs() if elements >= pool_min_elements(count) else None
     if built is None or dtype not in built:
         return False
     run_chunks(built[dtype].address, size, fields(), count)

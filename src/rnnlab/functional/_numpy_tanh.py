@@ -17,7 +17,9 @@ loop is called as ``loop(char **args, npy_intp *dimensions, npy_intp *steps,
 void *data)``, with args = [in, out], dimensions = [n] and steps = [4, 4] for
 contiguous float32.
 
-This reads a private layout, so it is checked before use: the fields must agree
+This reads a private layout, so it is checked before use, first in a child
+process (:func:`prove`, run by :mod:`rnnlab.kernels.probes`: a wrong guess may
+crash it, never the user's process), then here: the fields must agree
 with what the ufunc says of itself in Python (``nin``, ``nout``, ``nargs``,
 ``ntypes``, ``types``, name ``tanh``), and the loop, called through ctypes, must
 give the bits of ``np.tanh`` on a probe of special and random values, in place
@@ -39,7 +41,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["float32_loop", "unary_loop_caller"]
+__all__ = ["float32_loop", "prove", "unary_loop_caller"]
 
 # Offsets in PyUFuncObject (64-bit builds); see the module docstring.
 _NIN, _NOUT, _NARGS = 16, 20, 24
@@ -50,7 +52,31 @@ _LOOP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p
 
 def float32_loop():
     """(loop, data) addresses of NumPy's float32 ``tanh`` inner loop, checked, or None."""
-    return _checked_loop(np.tanh, "tanh")
+    from ..kernels.probes import proven
+    return _checked_loop(np.tanh, "tanh") if proven("numpy_tanh") else None
+
+
+def prove() -> dict:
+    """The check run in a child process: find the loop, compare its bits with ``np.tanh``
+    through ctypes, then through the compiled caller that the pool's jobs use."""
+    found = _checked_loop(np.tanh, "tanh")
+    if found is None:
+        return {"ok": False, "detail": "the ufunc's layout or its loop's bits differ"}
+    import numba
+    call = unary_loop_caller()
+
+    @numba.njit
+    def run(loop, data, src, dst):
+        call(loop, data, src.ctypes.data, dst.ctypes.data, src.size, 4)
+
+    values = _probe()
+    out = np.full_like(values, np.nan)
+    run(found[0], found[1], values, out)
+    with np.errstate(all="ignore"):
+        want = np.tanh(values)
+    if not np.array_equal(out.view(np.uint32), want.view(np.uint32)):
+        return {"ok": False, "detail": "the compiled call of the loop differs from np.tanh"}
+    return {"ok": True, "detail": "the float32 loop gives np.tanh's bits"}
 
 
 @lru_cache(maxsize=None)

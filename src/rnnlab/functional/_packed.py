@@ -27,7 +27,10 @@ repacking still beats OpenBLAS's two with it: (32 × 128)·(128 × 512) 27
 against 45 µs. ``benchmarks/packed_products.py`` prints the table (the
 rules that pick each way are in :mod:`._loops_fused`).
 
-Only float32 (the vector width is fixed); callers check :func:`usable`.
+Only float32 (the vector width is fixed); callers check :func:`usable`. The
+kernel goes through numba's and llvmlite's extension API, so :func:`prove`
+compiles and checks it (and :mod:`._transpose`'s) in a child process first
+(see :mod:`rnnlab.kernels.probes`); :func:`usable` is False until that passed.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from numba.extending import intrinsic
 
 from ._transpose import _transpose_f32
 
-__all__ = ["COLS", "usable", "pack_columns", "pack_transposed", "packed_matmul", "pool_threads",
+__all__ = ["COLS", "usable", "prove", "pack_columns", "pack_transposed", "packed_matmul", "pool_threads",
            "PanelProduct"]
 
 ROWS, COLS = 4, 64  # the microkernel's tile
@@ -182,9 +185,42 @@ HOST_HAS_FMA = _host_has_fma()
 
 def usable(a_rows: int, n_columns: int, dtype) -> bool:
     """Whether :func:`packed_matmul` serves a product with this many rows of A and columns of C
-    (float32, whole 64-column panels, at least one 4-row tile, a CPU with FMA)."""
+    (float32, whole 64-column panels, at least one 4-row tile, a CPU with FMA, the kernels
+    proven in a child process)."""
     return (HOST_HAS_FMA and np.dtype(dtype) == np.float32 and n_columns % COLS == 0
-            and a_rows >= ROWS)
+            and a_rows >= ROWS and llvm_kernels_proven())
+
+
+def llvm_kernels_proven() -> bool:
+    """Whether this module's and :mod:`._transpose`'s LLVM IR kernels passed :func:`prove`
+    in a child process (see :mod:`rnnlab.kernels.probes`)."""
+    from ..kernels.probes import proven
+    return proven("llvm_kernels")
+
+
+def prove() -> dict:
+    """The check run in a child process: compile the IR kernels and compare their results
+    with NumPy's, the packed product within float32 rounding, the transposes bit for bit."""
+    from ._transpose import add_transposed, transpose_into
+    rng = np.random.default_rng(7)
+    for M, K, P in ((4, 5, 1), (7, 130, 2), (33, 64, 3)):
+        a = rng.standard_normal((M, K)).astype(np.float32)
+        w = rng.standard_normal((P * COLS, K)).astype(np.float32)
+        out = np.full((M, P * COLS), np.nan, dtype=np.float32)
+        packed_matmul(a, pack_transposed(w), out)
+        want = a.astype(np.float64) @ w.T.astype(np.float64)
+        if not np.abs(out - want).max() <= 1e-5 * K * np.abs(want).max():
+            return {"ok": False, "detail": f"packed product ({M}x{K})·({K}x{P * COLS}) is wrong"}
+    src = rng.standard_normal((40, 35)).astype(np.float32)
+    dst = np.full((35, 40), np.nan, dtype=np.float32)
+    if not np.array_equal(transpose_into(src, dst), src.T):
+        return {"ok": False, "detail": "the tiled transpose is wrong"}
+    scale, bias = (rng.standard_normal(40).astype(np.float32) for _ in range(2))
+    acc = rng.standard_normal((35, 40)).astype(np.float32)
+    want = acc + (scale * src.T + bias)
+    if not np.array_equal(add_transposed(acc, src, scale, bias), want):
+        return {"ok": False, "detail": "the tiled transposed add is wrong"}
+    return {"ok": True, "detail": "packed product and tiled transposes match NumPy"}
 
 
 def pack_columns(b: np.ndarray) -> np.ndarray:

@@ -122,6 +122,27 @@ def _gradient_pass(kernels, grad_y, y, out):
     return out
 
 
+# Without the compiled kernels, a gradient written over grad_y or y goes through blocks of
+# this many elements: one small scratch block instead of a temporary as large as y (which
+# had raised an MLP step's traced peak past 1.3x its hidden activations).
+_BLOCK = 1 << 14
+
+
+def _blockwise_applies(grad_y, y, out) -> bool:
+    """Whether a gradient pass writes over grad_y or y, all C-contiguous of one shape."""
+    return ((out is y or out is grad_y) and grad_y.shape == y.shape
+            and grad_y.flags.c_contiguous and y.flags.c_contiguous)
+
+
+def _blocks(grad_y, y, out):
+    """(grad_y, y, out, scratch) flat blocks of up to _BLOCK elements, in order."""
+    g, s, o = grad_y.reshape(-1), y.reshape(-1), out.reshape(-1)
+    scratch = np.empty(min(_BLOCK, s.size), dtype=y.dtype)
+    for start in range(0, s.size, _BLOCK):
+        stop = min(start + _BLOCK, s.size)
+        yield g[start:stop], s[start:stop], o[start:stop], scratch[:stop - start]
+
+
 def sigmoid_backward(grad_y: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """dL/dx = dL/dy * y * (1 - y), with ``y = sigmoid(x)``. Shapes: any, equal.
 
@@ -130,6 +151,12 @@ def sigmoid_backward(grad_y: np.ndarray, y: np.ndarray, out: np.ndarray | None =
     kernels = _gradient_kernels(grad_y, y, out)
     if kernels is not None:
         return _gradient_pass(kernels[1], grad_y, y, out)
+    if _blockwise_applies(grad_y, y, out):
+        for g, s, o, local in _blocks(grad_y, y, out):
+            np.subtract(1, s, out=local)
+            local *= s
+            np.multiply(local, g, out=o)
+        return out
     local = np.subtract(1, y)
     local *= y
     return np.multiply(local, grad_y, out=local if out is None else out)
@@ -148,7 +175,15 @@ def tanh_backward(grad_y: np.ndarray, y: np.ndarray, out: np.ndarray | None = No
     kernels = _gradient_kernels(grad_y, y, out)
     if kernels is not None:
         return _gradient_pass(kernels[2], grad_y, y, out)
-    return np.multiply(grad_y, 1 - y * y, out=out)
+    if _blockwise_applies(grad_y, y, out):
+        for g, s, o, local in _blocks(grad_y, y, out):
+            np.multiply(s, s, out=local)
+            np.subtract(1, local, out=local)
+            np.multiply(g, local, out=o)
+        return out
+    local = np.multiply(y, y)  # the result's own array: one allocation
+    np.subtract(1, local, out=local)
+    return np.multiply(grad_y, local, out=local if out is None else out)
 
 
 def relu(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -11,18 +11,23 @@ all are tested against torch:
   step fused into one compiled pass, and the per-step products of both cells
   on a weight packed once where that beats OpenBLAS; fastest for large steps,
   where numba's scalar exp/tanh and its single thread would lose to NumPy;
-- "auto" (the default when numba imports): "numba" for steps of at most
-  ``WHOLE_LOOP_MAX_UNITS`` batch × hidden units, "fused" above.
+- "auto" (the default): the paths are chosen per step shape by
+  :mod:`rnnlab.kernels.planner`, by timing them on this machine (or, with
+  ``RNNLAB_PLAN=off``, by the size rule below); without numba, "numpy".
 
-The environment variable ``RNNLAB_BACKEND`` overrides the default. Without
-numba, everything runs "numpy".
+The environment variable ``RNNLAB_BACKEND`` overrides the default.
+
+Whether numba can be used is decided by importing it (once, on first need, so
+that ``import rnnlab`` stays fast): a numba that is installed but does not
+import (e.g. one built for an older NumPy) counts as absent, and so does any
+numba when ``RNNLAB_NUMBA=0``. Without numba everything runs "numpy".
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from contextlib import contextmanager
+from functools import lru_cache
 
 BACKENDS = ("auto", "numpy", "numba", "fused")
 
@@ -32,8 +37,16 @@ BACKENDS = ("auto", "numpy", "numba", "fused")
 WHOLE_LOOP_MAX_UNITS = 256
 
 
+@lru_cache(maxsize=None)
 def numba_available() -> bool:
-    return importlib.util.find_spec("numba") is not None
+    """Whether numba imports here (and ``RNNLAB_NUMBA`` is not 0); decided once."""
+    if os.environ.get("RNNLAB_NUMBA", "").strip() == "0":
+        return False
+    try:
+        import numba  # noqa: F401 - importing is the test: "Numba needs NumPy 2.0 or less"
+    except Exception:  # noqa: BLE001 - any failure to import means: no numba
+        return False
+    return True
 
 
 def _default() -> str:
@@ -41,27 +54,33 @@ def _default() -> str:
     if requested:
         if requested not in BACKENDS:
             raise ValueError(f"RNNLAB_BACKEND must be one of {BACKENDS}, got {requested!r}")
-        if requested != "numpy" and not numba_available():
+        if requested not in ("numpy", "auto") and not numba_available():
             raise ValueError(f"RNNLAB_BACKEND={requested}, but numba is not installed")
         return requested
-    return "auto" if numba_available() else "numpy"
+    return "auto"
 
 
 _current = _default()
 
 
 def get_backend() -> str:
-    """The backend setting: "auto", "numpy" or "numba"."""
-    return _current
+    """The backend setting: "auto", "numpy", "numba" or "fused" ("numpy" when "auto"
+    has no choice: no numba)."""
+    return "numpy" if _current == "auto" and not numba_available() else _current
+
+
+def rule_loops(batch: int, hidden: int) -> str:
+    """The loops that "auto" runs without a plan (``RNNLAB_PLAN=off``): the whole compiled
+    loop up to ``WHOLE_LOOP_MAX_UNITS`` batch × hidden units, the fused loops above."""
+    if not numba_available():
+        return "numpy"
+    return "numba" if batch * hidden <= WHOLE_LOOP_MAX_UNITS else "fused"
 
 
 def loops_for(batch: int, hidden: int) -> str:
-    """The loops that run a step of ``batch`` × ``hidden`` units now: "numpy", "numba" or
-    "fused"."""
-    choice = _current
-    if choice == "auto":
-        choice = "numba" if batch * hidden <= WHOLE_LOOP_MAX_UNITS else "fused"
-    return choice
+    """The loops that the setting runs for a step of ``batch`` × ``hidden`` units, when no
+    plan decides (see :mod:`rnnlab.kernels.planner`): "numpy", "numba" or "fused"."""
+    return rule_loops(batch, hidden) if _current == "auto" else _current
 
 
 def lazy_kernel(build):
@@ -86,7 +105,7 @@ def set_backend(name: str) -> None:
     global _current
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
-    if name != "numpy" and not numba_available():
+    if name not in ("numpy", "auto") and not numba_available():
         raise ValueError(f"the {name} backend needs numba installed (pip install numba)")
     _current = name
 
@@ -94,7 +113,7 @@ def set_backend(name: str) -> None:
 @contextmanager
 def use_backend(name: str):
     """Run a block with another backend, then restore the previous one."""
-    previous = get_backend()
+    previous = _current
     set_backend(name)
     try:
         yield

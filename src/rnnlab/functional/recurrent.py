@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import planner
 from . import _loops_numpy
 from ._loops_numpy import state_views as _state_views
 from .backend import loops_for
 from .linear import accumulate_outer, add_into, column_sum, outer_sum
 
 
-def _loops(batch, hidden):
-    """The module that runs the time loops for a step of this size (see backend.py)."""
+def _loops(batch, hidden, cell=None, x=None, reverse=False):
+    """The loops that run this step shape: as planned (see rnnlab.kernels.planner) for
+    ``cell`` ("lstm", "rnn_tanh", "rnn_relu") and x (T, N, I), else by backend.py's rule."""
+    if cell is not None:
+        return planner.planned_loops(cell, batch, hidden, x.dtype, x.shape[0], reverse)
     choice = loops_for(batch, hidden)
     if choice == "numba":
         from . import _loops_numba
@@ -139,8 +143,8 @@ def rnn_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     zero_start = h0 is None
     states[-1 if reverse else 0] = 0 if zero_start else h0
     _input_projection(x, weight_ih, bias_ih, bias_hh, out)  # out holds pre_t for now
-    _loops(N, H).rnn_forward_loop(states, weight_hh, nonlinearity == "relu", reverse,
-                                  zero_start=zero_start)
+    _loops(N, H, f"rnn_{nonlinearity}", x, reverse).rnn_forward_loop(
+        states, weight_hh, nonlinearity == "relu", reverse, zero_start=zero_start)
     h_n = states[0] if reverse else states[T]
     cache = (x, states, weight_ih, weight_hh, bias_ih is not None, nonlinearity, reverse,
              zero_start)
@@ -176,7 +180,7 @@ def rnn_backward(cache, grad_output=None, grad_h_n=None, input_grad=True, accumu
     x, states, weight_ih, weight_hh, has_bias, nonlinearity, reverse, zero_start = cache
     T, N, I = x.shape
     H = weight_hh.shape[0]
-    loops = _loops(N, H)
+    loops = _loops(N, H, f"rnn_{nonlinearity}", x, reverse)
     relu = nonlinearity == "relu"
     dh = np.zeros((N, H), dtype=x.dtype) if grad_h_n is None else np.array(grad_h_n, dtype=x.dtype)
     # grad_x costs a GEMM as large as the input projection; skip it when nobody needs it.
@@ -263,7 +267,7 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
     zero_start = h0 is None
     h_states[first] = 0 if zero_start else h0
     c_states[first] = 0 if c0 is None else c0
-    loops = _loops(N, H)
+    loops = _loops(N, H, "lstm", x, reverse)
     row_scale = getattr(loops, "input_row_scale", None)
     if row_scale is None:
         _input_projection(x, weight_ih, bias_ih, bias_hh, gates)

@@ -14,7 +14,8 @@ from typing import Callable
 import numpy as np
 
 from .. import __version__
-from ..io import load_checkpoint, save_checkpoint
+from ..io import CheckpointError, load_checkpoint, save_checkpoint
+from ..kernels import planner
 from ..models import SequenceModel
 from ..nn._checks import NonFiniteError
 from ..optim import SGD, Adam, clip_grad_norm_
@@ -162,6 +163,12 @@ class Trainer:
         self.best_step = metrics["best_step"]
         # Overrides (e.g. a lower --lr after a divergence) win over the saved hyperparameters.
         self.optimizer.lr = self.config.lr
+        # The paths the interrupted run took, whatever this machine's plan cache says now:
+        # another path would round differently (see rnnlab.kernels.planner).
+        try:
+            planner.pin(info.metrics.get("plans") or {})
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{path}: recorded plans: {exc}") from None
         self.last_checkpoint = self._loaded_from = path
         rows = [r for r in read_metrics(self.out_dir) if r["step"] <= self.step]
         self.health = Health((r.get("loss", math.nan), r.get("grad_norm", math.nan))
@@ -287,7 +294,7 @@ class Trainer:
     # ------------------------------------------------------------ checkpoints
     def metrics_summary(self) -> dict:
         return {"loss": self.last_loss, "best_loss": self.best_loss, "best_step": self.best_step,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "plans": planner.in_use()}
 
     def save_checkpoint(self) -> Path:
         """Write the checkpoint of the current step (atomically) and prune to ``keep``,

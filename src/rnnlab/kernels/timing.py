@@ -1,0 +1,194 @@
+"""Timing the candidate paths of a step shape, for :mod:`.planner`.
+
+:func:`measure` builds the candidates that can run the shape here
+(:func:`candidates`), runs each on random data of that shape, and
+:func:`choose` keeps the fastest, as :mod:`.planner`'s docstring says. The
+clock, the runs and the budget are parameters, so that tests drive it with a
+fake clock and fake candidates.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from ..functional import backend
+
+__all__ = ["BUDGET_SECONDS", "MARGIN", "candidates", "choose", "measure", "forced_plan"]
+
+BUDGET_SECONDS = 0.25  # timed work per new shape (plus one short warm-up run per candidate)
+ROUNDS = 5
+MIN_ROUNDS = 2  # a burst of outside load in one round does not decide alone
+MIN_SAMPLE, MAX_REPEATS = 2e-3, 20  # a sample repeats a short run (see _timed)
+PRUNE = 2.0  # after the first full round
+# The 2-step screen is more lenient: a path that packs W_hh once per sequence pays that
+# over 2 steps there, not over min(T, 8), and must not leave for it.
+SCREEN_PRUNE = 4.0
+MARGIN = 0.03
+REFERENCE = {"loops": "numpy"}
+
+_local = threading.local()  # .plan: the candidate this thread is timing, else absent
+
+
+def forced_plan():
+    """The plan this thread is timing now, or None."""
+    return getattr(_local, "plan", None)
+
+
+def plan_name(plan: dict) -> str:
+    """"numpy", "numba", "fused", "fused+packed", ... for a plan dict."""
+    name = plan.get("loops", "numpy")
+    if name == "fused":
+        name += "+packed" * bool(plan.get("packed")) + "+pool" * bool(plan.get("pool"))
+    return name
+
+
+def candidates(cell: str, batch: int, hidden: int, dtype) -> dict:
+    """{name: plan} of the paths that can run this shape here, the reference first."""
+    found = {"numpy": dict(REFERENCE)}
+    if not backend.numba_available():
+        return found
+    found["numba"] = {"loops": "numba"}
+    from ..functional import _blas_pool, _packed
+    columns = 4 * hidden if cell == "lstm" else hidden
+    packable = _packed.usable(batch, columns, dtype)
+    pool = np.dtype(dtype) == np.float32 and _blas_pool.threads() > 1
+    for packed in ((False, True) if packable else (False,)):
+        for on_pool in ((False, True) if pool else (False,)):
+            if cell != "lstm" and (not packed or (on_pool and columns < 2 * _packed.COLS)):
+                continue  # the same as the reference, or as the one-thread product
+            plan = {"loops": "fused", "packed": packed, "pool": on_pool}
+            found[plan_name(plan)] = plan
+    return found
+
+
+def choose(runs: dict, clock=time.perf_counter, budget: float = BUDGET_SECONDS,
+           rounds: int = ROUNDS, warm=None, screen=None):
+    """(name, {name: seconds}, {name: seconds}): the fastest of ``runs`` ({name: callable},
+    the reference first), its timings, and the screening times.
+
+    ``warm`` ({name: callable}, default ``runs``) runs once each, untimed. ``screen``
+    ({name: callable}: a shorter run), if given, runs once each, timed, and a candidate
+    slower than SCREEN_PRUNE times the best leaves before the rounds of ``runs``; after
+    the first round, one slower than PRUNE times the best. Rounds go on until ``budget`` seconds, at least MIN_ROUNDS of them
+    unless they pass twice the budget, at most ``rounds``; each round in a rotated order.
+    A candidate's time is its fastest round; the reference stays unless beaten by MARGIN.
+    """
+    names = list(runs)
+    for name in names:
+        (warm or runs)[name]()
+    screened = {}
+    live = names
+    if screen is not None:
+        for name in names:
+            screened[name] = _timed(screen[name], clock)
+        live = _survivors(names, screened, SCREEN_PRUNE)
+    samples: dict[str, list] = {name: [] for name in live}
+    start = clock()
+    for done in range(rounds):
+        for name in live[done % len(live):] + live[:done % len(live)]:
+            samples[name].append(_timed(runs[name], clock))
+        if done == 0:
+            live = _survivors(live, {name: samples[name][0] for name in live}, PRUNE)
+        spent = clock() - start
+        if spent >= budget and (done + 1 >= MIN_ROUNDS or spent >= 2 * budget):
+            break
+    timings = {name: min(times) for name, times in samples.items()}
+    chosen = min(timings, key=lambda n: timings[n])
+    if timings[chosen] > (1 - MARGIN) * timings[names[0]]:
+        chosen = names[0]
+    return chosen, timings, screened
+
+
+def _timed(run, clock) -> float:
+    """The fastest of repeated runs, repeated while they add up to less than MIN_SAMPLE
+    seconds (at most MAX_REPEATS): a sub-millisecond run timed once is at the mercy of
+    one context switch on a busy machine."""
+    best, total = float("inf"), 0.0
+    for _ in range(MAX_REPEATS):
+        began = clock()
+        run()
+        took = clock() - began
+        best, total = min(best, took), total + took
+        if total >= MIN_SAMPLE:
+            break
+    return best
+
+
+def _survivors(names, seconds, factor) -> list:
+    """The names within ``factor`` times the fastest, the reference (first) always among them."""
+    best = min(seconds.values())
+    return [n for n in names if n == names[0] or seconds[n] <= factor * best]
+
+
+def _runner(cell, batch, hidden, dtype, reverse):
+    """run(plan, steps): a forward and backward of ``steps`` steps of this shape on random
+    data, with no initial state (as in training), under ``plan``."""
+    from ..functional import recurrent as R
+    rng = np.random.default_rng(0)
+    inputs, gates, bound = 8, 4 if cell == "lstm" else 1, 1.0 / np.sqrt(hidden)
+    weights = [rng.uniform(-bound, bound, shape).astype(dtype) for shape in
+               ((gates * hidden, inputs), (gates * hidden, hidden), (gates * hidden,),
+                (gates * hidden,))]
+
+    def run(plan, steps):
+        x = rng.standard_normal((steps, batch, inputs)).astype(dtype)
+        grad = rng.standard_normal((steps, batch, hidden)).astype(dtype)
+        _local.plan = plan
+        try:
+            if cell == "lstm":
+                _, saved = R.lstm_forward(x, None, None, *weights, reverse=reverse)
+                R.lstm_backward(saved, grad, state_grad=False)
+            else:
+                _, saved = R.rnn_forward(x, None, *weights, nonlinearity=cell[4:], reverse=reverse)
+                R.rnn_backward(saved, grad, state_grad=False)
+        finally:
+            _local.plan = None
+
+    return run
+
+
+
+def _nothing():
+    pass
+
+
+def load():
+    """The 1-minute load average (other work on the machine skews the timings), or None."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def measure(key: tuple) -> dict:
+    """The plan entry of a step shape key (see planner._key_text): the chosen plan, its
+    name, the timings, the screening times, the failed candidates, the load."""
+    cell, batch, hidden, dtype, steps, reverse, _ = key
+    found = candidates(cell, batch, hidden, dtype)
+    run = _runner(cell, batch, hidden, np.dtype(dtype), reverse)
+    began = time.perf_counter()
+    failed = {}
+    for name, plan in list(found.items()):
+        try:
+            run(plan, min(steps, 2))  # warm: compiles, packs (from 2 steps), touches pages
+        except Exception as exc:  # noqa: BLE001 - a path that fails here is not a candidate
+            if name == "numpy":
+                raise
+            failed[name] = f"{type(exc).__name__}: {exc}"[:200]
+            del found[name]
+    runs, screen = ({name: (lambda plan=plan, k=k: run(plan, k)) for name, plan in found.items()}
+                    for k in (steps, min(steps, 2)))
+    chosen, timings, screened = choose(runs, budget=BUDGET_SECONDS, screen=screen,
+                                       warm={name: _nothing for name in runs})
+    return {"plan": found[chosen], "chosen": chosen, "steps_timed": steps,
+            "timings": {name: round(t, 7) for name, t in timings.items()},
+            "screen": {name: round(t, 7) for name, t in screened.items()},
+            "seconds": round(time.perf_counter() - began, 3), "load": load(),
+            **({"failed": failed} if failed else {}),
+            "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
