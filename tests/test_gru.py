@@ -231,7 +231,7 @@ def test_compiled_loops_equal_the_reference(N, H):
         results = []
         for loops in (_loops_numpy, _loops_numba, _gru_fused):
             with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(gru, "_gru_loops", lambda n, h: loops)
+                mp.setattr(gru, "_gru_loops", lambda n, h, *where: loops)
                 (out, h_n), cache = gru.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
                 results.append([out.copy(), h_n.copy()])
                 grad_x, grad_h0, grads = gru.gru_backward(cache, g, g_h)

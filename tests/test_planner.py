@@ -205,7 +205,7 @@ def test_the_knobs_reach_the_fused_loops_and_are_restored(monkeypatch):
     assert _loops_fused._row_threads(4, 64, np.float32) == _blas_pool.threads()
 
 
-@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("cell", ["lstm", "rnn_tanh", "rnn_relu", "gru"])
 def test_a_measured_plan_computes_what_the_reference_does(monkeypatch, tmp_path, cell):
     """A real (tiny) measurement in float64, then a step on the chosen path against the
     NumPy loops; the plan is one of the candidates and carries its timings."""
@@ -214,10 +214,10 @@ def test_a_measured_plan_computes_what_the_reference_does(monkeypatch, tmp_path,
     monkeypatch.setattr(planner, "_state", {})
     monkeypatch.setattr(timing, "BUDGET_SECONDS", 0.01)
     planner.set_mode("measure")
-    from rnnlab.functional import recurrent as R
+    from rnnlab.functional import gru as GRU, recurrent as R
     rng = np.random.default_rng(5)
     T, N, I, H = 5, 3, 4, 8
-    G = 4 if cell == "lstm" else 1
+    G = {"lstm": 4, "gru": 3}.get(cell, 1)
     x = rng.standard_normal((T, N, I))
     weights = [rng.uniform(-0.5, 0.5, s) for s in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
     grad = rng.standard_normal((T, N, H))
@@ -226,6 +226,9 @@ def test_a_measured_plan_computes_what_the_reference_does(monkeypatch, tmp_path,
         if cell == "lstm":
             (out, _, _), saved = R.lstm_forward(x, None, None, *weights)
             grad_x, _, _, grads = R.lstm_backward(saved, grad, state_grad=False)
+        elif cell == "gru":
+            (out, _), saved = GRU.gru_forward(x, None, *weights)
+            grad_x, _, grads = GRU.gru_backward(saved, grad, state_grad=False)
         else:
             (out, _), saved = R.rnn_forward(x, None, *weights, nonlinearity=cell[4:])
             grad_x, _, grads = R.rnn_backward(saved, grad, state_grad=False)

@@ -9,12 +9,12 @@ from . import CommandError
 
 HELP = "show (or measure now) the planned paths of recurrent steps on this machine"
 
-_SHAPE = re.compile(r"^(lstm|rnn_tanh|rnn_relu):(\d+):(\d+):(\d+)(:reverse)?$")
+_SHAPE = re.compile(r"^(lstm|gru|rnn_tanh|rnn_relu):(\d+):(\d+):(\d+)(:reverse)?$")
 
 
 def add_arguments(parser):
     parser.add_argument("--measure", metavar="CELL:N:H:T", nargs="+", default=[],
-                        help="plan these step shapes now (cell lstm, rnn_tanh or rnn_relu; "
+                        help="plan these step shapes now (cell lstm, gru, rnn_tanh or rnn_relu; "
                              "batch N, hidden H, steps T; add :reverse for the backward "
                              "direction), e.g. lstm:64:512:16")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernels import planner
 from . import _loops_numpy
 from ._loops_numpy import state_views as _state_views
 from .backend import loops_for
@@ -26,10 +27,13 @@ from .linear import accumulate_outer, add_into, column_sum, outer_sum
 from .recurrent import _NO_OVERWRITE, _check_dtypes, _input_projection, _nonzero_h_prev
 
 
-def _gru_loops(batch, hidden):
-    """The module whose GRU loops run a step of this size (the backend's choice, see
-    backend.py): the NumPy reference, numba's whole loop for small steps, or for large
-    ones NumPy's forward with a compiled backward (_gru_fused)."""
+def _gru_loops(batch, hidden, x=None, reverse=False):
+    """The module whose GRU loops run a step of this size: as planned on this machine for
+    x (T, N, I) (see rnnlab.kernels.planner), else by backend.py's size rule: the NumPy
+    reference, numba's whole loop for small steps, or for large ones NumPy's forward with
+    a compiled backward (_gru_fused)."""
+    if x is not None:
+        return planner.planned_loops("gru", batch, hidden, x.dtype, x.shape[0], reverse)
     choice = loops_for(batch, hidden)
     if choice == "numba":
         from . import _loops_numba
@@ -75,7 +79,7 @@ def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse
         bias_rz = np.concatenate([bias_hh[:2 * H], np.zeros(H, dtype=dtype)])  # (3H,)
         bias_hn = bias_hh[2 * H:]  # (H,)
     _input_projection(x, weight_ih, bias_ih, bias_rz, gates)
-    loops = _gru_loops(N, H)
+    loops = _gru_loops(N, H, x, reverse)
     loops.gru_forward_loop(gates, gh_n, states, weight_hh, bias_hn, reverse, zero_start=zero_start)
     out, _ = _state_views(states, reverse)
     # The backward runs with the loops that wrote the buffers, as the LSTM's does.

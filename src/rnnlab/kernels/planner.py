@@ -3,7 +3,7 @@
 A fast path that wins on one CPU can lose on another (the 4 × 64 packed tile
 spills on AVX2; OpenBLAS's pool threads cost more than they bring on small
 steps), so no constant decides. The first time a step shape is seen
-- cell ("lstm", "rnn_tanh", "rnn_relu"), batch N, hidden H, dtype, steps
+- cell ("lstm", "gru", "rnn_tanh", "rnn_relu"), batch N, hidden H, dtype, steps
 T (up to ``T_CAP``), direction, and the BLAS pool's thread count - every
 candidate path runs a forward and a backward of ``min(T, T_CAP)`` steps on
 random data of that shape, and the fastest is kept:
@@ -111,7 +111,11 @@ def plan_for(cell: str, batch: int, hidden: int, dtype, steps: int, reverse: boo
 
 def planned_loops(cell, batch, hidden, dtype, steps, reverse):
     """The loops module (or a wrapper setting its knobs) that the plan of this shape runs."""
-    return _loops_of(plan_for(cell, batch, hidden, dtype, steps, reverse))
+    plan = plan_for(cell, batch, hidden, dtype, steps, reverse)
+    if cell == "gru" and plan.get("loops") == "fused" and backend.numba_available():
+        from ..functional import _gru_fused  # the GRU's own fused loops (no knobs)
+        return _gru_fused
+    return _loops_of(plan)
 
 
 _wrappers: dict[tuple, object] = {}

@@ -53,6 +53,9 @@ def candidates(cell: str, batch: int, hidden: int, dtype) -> dict:
     if not backend.numba_available():
         return found
     found["numba"] = {"loops": "numba"}
+    if cell == "gru":  # its fused loops have no knobs: NumPy's forward, a compiled backward
+        found["fused"] = {"loops": "fused"}
+        return found
     from ..functional import _blas_pool, _packed
     columns = 4 * hidden if cell == "lstm" else hidden
     packable = _packed.usable(batch, columns, dtype)
@@ -128,9 +131,10 @@ def _survivors(names, seconds, factor) -> list:
 def _runner(cell, batch, hidden, dtype, reverse):
     """run(plan, steps): a forward and backward of ``steps`` steps of this shape on random
     data, with no initial state (as in training), under ``plan``."""
-    from ..functional import recurrent as R
+    from ..functional import gru as G, recurrent as R
     rng = np.random.default_rng(0)
-    inputs, gates, bound = 8, 4 if cell == "lstm" else 1, 1.0 / np.sqrt(hidden)
+    inputs, bound = 8, 1.0 / np.sqrt(hidden)
+    gates = {"lstm": 4, "gru": 3}.get(cell, 1)
     weights = [rng.uniform(-bound, bound, shape).astype(dtype) for shape in
                ((gates * hidden, inputs), (gates * hidden, hidden), (gates * hidden,),
                 (gates * hidden,))]
@@ -143,6 +147,9 @@ def _runner(cell, batch, hidden, dtype, reverse):
             if cell == "lstm":
                 _, saved = R.lstm_forward(x, None, None, *weights, reverse=reverse)
                 R.lstm_backward(saved, grad, state_grad=False)
+            elif cell == "gru":
+                _, saved = G.gru_forward(x, None, *weights, reverse=reverse)
+                G.gru_backward(saved, grad, state_grad=False)
             else:
                 _, saved = R.rnn_forward(x, None, *weights, nonlinearity=cell[4:], reverse=reverse)
                 R.rnn_backward(saved, grad, state_grad=False)
