@@ -337,8 +337,8 @@ def claims(result):
     forget = " → ".join("n/a" if not first.get(w) or first[w].get("forget_gate_max_unit") is None
                         else f"{first[w]['forget_gate_max_unit']:.2f}" for w in whens)
     gru = ("" if "gru" not in summary else
-           f" The GRU, measured alongside and not part of the verdict: {_fmt_log(iv['gru', 'init'])}"
-           f" at init, {_fmt_log(iv['gru', 'trained'])} trained.")
+           f" The GRU, measured alongside and not part of the verdict: "
+           f"{_fmt_log(iv['gru', 'init'])} at init, {_fmt_log(iv['gru', 'trained'])} trained.")
     out.append(Claim(
         "lstm-gradient-flow", "The LSTM keeps gradients alive over long spans.", verdict,
         f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over T={T} ({n} seeds): LSTM {_fmt_log(iv['lstm', 'init'])} at "
