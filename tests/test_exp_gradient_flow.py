@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_close
+from rnnlab.analysis import hidden_grads as flow
 from rnnlab.data import adding_problem
 from rnnlab.experiments import gradient_flow as gf
 from rnnlab.experiments.base import VERDICTS, Claim, Progress, Table
@@ -42,14 +43,23 @@ def _torch_hidden_grads(torch, model, x, y):
     body = model.body
     t = lambda a: torch.tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
     w_ih, w_hh = t(body.weight_ih_l0.data), t(body.weight_hh_l0.data).requires_grad_()
-    b = t(body.bias_ih_l0.data) + t(body.bias_hh_l0.data)
+    b_ih, b_hh = t(body.bias_ih_l0.data), t(body.bias_hh_l0.data)
     T, N, _ = x.shape
     H = body.hidden_size
     h = torch.zeros(N, H, dtype=torch.float64)
     c = torch.zeros(N, H, dtype=torch.float64)
     hs, cs = [], []
     for step in range(T):
-        pre = t(x[step]) @ w_ih.T + h @ w_hh.T + b
+        if model.kind == "gru":  # torch's own equations, b_hn inside r ⊙ (...)
+            gx, gh = t(x[step]) @ w_ih.T + b_ih, h @ w_hh.T + b_hh
+            r = torch.sigmoid(gx[:, :H] + gh[:, :H])
+            z = torch.sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
+            n = torch.tanh(gx[:, 2 * H:] + r * gh[:, 2 * H:])
+            h = (1 - z) * n + z * h
+            h.retain_grad()
+            hs.append(h)
+            continue
+        pre = t(x[step]) @ w_ih.T + h @ w_hh.T + b_ih + b_hh
         if model.kind == "rnn":
             h = torch.tanh(pre) if body.nonlinearity == "tanh" else torch.relu(pre)
         else:
@@ -82,9 +92,9 @@ def test_hidden_grads_match_torch(torch, name, scale):
         p.data[...] = rng.uniform(-1, 1, p.shape) * scale / np.sqrt(H)
     batch = adding_problem(N, T, rng=rng, dtype=np.float32)
     expected_dh, expected_dc = _torch_hidden_grads(torch, model, batch.x, batch.y)
-    states = gf.forward_states(model, batch.x)
-    grad_last = gf.last_step_grad(model, states["h"][-1], batch.y.astype(np.float64))
-    dh, dc = gf.hidden_state_grads(model, batch.x, grad_last, states)
+    states = flow.forward_states(model, batch.x)
+    grad_last = flow.last_step_grad(model, states["h"][-1], batch.y.astype(np.float64))
+    dh, dc = flow.hidden_state_grads(model, batch.x, grad_last, states)
     assert dh.shape == (T, N, H)
     # Not a vacuous comparison: the gradient reaches every step.
     assert np.all(np.abs(expected_dh).reshape(T, -1).max(axis=1) > 0)
@@ -95,7 +105,7 @@ def test_hidden_grads_match_torch(torch, name, scale):
             assert_close(dc[step], expected_dc[step], np.float64, f"lstm dL/dc_{step + 1}")
     else:
         assert dc is None
-    norms = gf.grad_norms(model, batch.x, batch.y)
+    norms = flow.grad_norms(model, batch.x, batch.y)
     np.testing.assert_allclose(norms["h"], np.linalg.norm(expected_dh.reshape(T, -1), axis=1),
                                rtol=1e-10)
     assert norms["decay_ratio"] == pytest.approx(norms["h"][0] / norms["h"][-1])
@@ -108,12 +118,18 @@ def test_forward_states_match_the_library(backend):
     for name, (kind, act) in gf.MODELS.items():
         model = SequenceModel(kind, 2, 4, 1, activation=act, dtype=np.float64, rng=rng)
         output, _ = model.body(x)
-        assert_close(gf.forward_states(model, x)["h"][1:], output, np.float64, name)
+        assert_close(flow.forward_states(model, x)["h"][1:], output, np.float64, name)
+
+
+def test_the_experiment_measures_the_gru():
+    assert gf.MODELS["gru"] == ("gru", "tanh") and gf.LABELS["gru"] == "GRU"
+    with pytest.raises(ValueError, match="one-layer"):
+        flow.forward_states(SequenceModel("gru", 2, 4, 1, num_layers=2), np.zeros((3, 1, 2)))
 
 
 def test_set_spectral_radius():
     w = np.random.default_rng(0).uniform(-0.2, 0.2, (6, 6)).astype(np.float32)
-    gf.set_spectral_radius(w, 3.0)
+    flow.set_spectral_radius(w, 3.0)
     assert np.max(np.abs(np.linalg.eigvals(w.astype(np.float64)))) == pytest.approx(3.0, rel=1e-5)
 
 
@@ -199,7 +215,7 @@ def _set_ratio(result, name, when, ratio):
     for k, seed in enumerate(result["per_seed"]):
         stats = seed["models"][name][when]
         stats["h"] = [ratio * 2.0 ** k] + stats["h"][1:-1] + [1.0]
-        stats.update(gf.decay_stats(stats["h"]))
+        stats.update(flow.decay_stats(stats["h"]))
 
 
 def _verdicts(result):
@@ -220,13 +236,19 @@ def test_claims_follow_the_numbers(combined):
         runs["control"].update(diverged=False, non_finite=False)
     assert _verdicts(fake) == {"rnn-vanishing": "supported", "lstm-gradient-flow": "supported",
                                "gradient-explosion-clipping": "supported"}
+    gru_lost = copy.deepcopy(fake)  # the GRU is measured beside the claims, not judged by them
+    for when in ("init", "trained"):
+        _set_ratio(gru_lost, "gru", when, 1e-40)
+    assert _verdicts(gru_lost) == _verdicts(fake)
+    evidence = gf.claims(gf.combine(gru_lost["config"], gru_lost["per_seed"]))[1].evidence
+    assert "The GRU" in evidence and "1e-39.8" in evidence
 
     contrary = copy.deepcopy(fake)
     for when in ("init", "trained"):
         _set_ratio(contrary, "rnn_tanh", when, 0.5)  # the RNN keeps its gradient ...
         _set_ratio(contrary, "lstm", when, 1e-12)  # ... and the LSTM loses it
     for seed in contrary["per_seed"]:
-        seed["explode"]["init"].update(gf.decay_stats([0.1] + [1.0] * 9))
+        seed["explode"]["init"].update(flow.decay_stats([0.1] + [1.0] * 9))
         seed["explode"]["runs"]["no_clip"].update(diverged=False, non_finite=False,
                                                   max_loss_ratio=1.2)
     assert _verdicts(contrary) == {"rnn-vanishing": "not supported",
@@ -250,9 +272,28 @@ def test_claims_tables_on_the_run(combined):
                                     "gradient-explosion-clipping"]
     for c in out:
         assert isinstance(c, Claim) and c.verdict in VERDICTS and c.evidence
-    for table in gf.tables(result):
+    tables = gf.tables(result)
+    for table in tables:
         assert isinstance(table, Table)
         assert all(len(row) == len(table.columns) for row in table.rows)
+    assert [row[0] for row in tables[0].rows] == ["RNN (tanh)", "RNN (relu)", "LSTM", "GRU"]
+    assert [row[0] for row in tables[1].rows] == ["RNN (tanh)", "RNN (relu)", "LSTM", "GRU"]
+
+
+def test_a_result_from_before_the_gru_still_reports(combined, tmp_path):
+    """A results.json written before the GRU joined (no "gru" anywhere) still gives claims,
+    tables and figures, without a GRU row."""
+    old = json.loads(json.dumps(combined))
+    for seed in old["per_seed"]:
+        del seed["models"]["gru"]
+    del old["summary"]["gru"]
+    claims = gf.claims(old)
+    assert [c.verdict for c in claims] == [c.verdict for c in gf.claims(combined)]
+    assert "GRU" not in claims[1].evidence
+    assert "GRU" not in [row[0] for row in gf.tables(old)[0].rows]
+    assert all(p.read_bytes()[:8] == PNG_MAGIC for p in gf.plots(old, tmp_path))
+    assert set(gf.combine(old["config"], old["per_seed"])["summary"]) == {"rnn_tanh", "rnn_relu",
+                                                                         "lstm"}
 
 
 def test_plots_are_png(combined, tmp_path):

@@ -43,7 +43,7 @@ def test_result_keys_and_shapes(result):
             expected = (adding_baseline_mse() if task == "adding"
                         else copy_baseline_cross_entropy(r["T"], 8, 10))
             assert r["baseline"] == pytest.approx(expected)
-            assert set(r["models"]) == {"lstm", "rnn"}
+            assert set(r["models"]) == {"lstm", "gru", "rnn"}
             for m in r["models"].values():
                 # one entry per logged step: every 3 steps, and the last one
                 assert m["curve"]["steps"] == [3, 6, 7]
@@ -121,18 +121,19 @@ SEED_JITTER = (0.0, 0.01, -0.01)
 
 
 def _fake(ratios, steps=10):
-    """A result with the given (lstm, rnn) ratio per T, for every task, over three seeds whose
-    ratios differ by SEED_JITTER."""
+    """A result with the given (lstm, rnn) or (lstm, rnn, gru) ratios per T, for every task, over
+    three seeds whose ratios differ by SEED_JITTER (without a GRU ratio: a result from before
+    the GRU joined)."""
     per_seed = []
     for seed, jitter in enumerate(SEED_JITTER):
         runs = {}
         for task in mt.TASKS:
             runs[task] = []
-            for T, (lstm, rnn) in ratios.items():
+            for T, by_model in ratios.items():
                 baseline = (adding_baseline_mse() if task == "adding"
                             else copy_baseline_cross_entropy(T))
                 models = {}
-                for kind, ratio in (("lstm", lstm), ("rnn", rnn)):
+                for kind, ratio in zip(("lstm", "rnn", "gru"), by_model):
                     ratio = ratio + jitter
                     curve = {"steps": [5, 10], "loss": [baseline, baseline * ratio]}
                     models[kind] = {"curve": curve, "final_loss": baseline * ratio,
@@ -156,6 +157,23 @@ def test_claims_follow_the_numbers():
     assert verdicts(both_fail) == dict.fromkeys(keys, "undecided")
     claim = mt.claims(supported)[0]
     assert "0.050 [" in claim.evidence and "0.950 [" in claim.evidence and "T=100" in claim.evidence
+    assert "GRU" not in claim.evidence  # a result from before the GRU joined
+
+
+def test_the_gru_stands_beside_the_claims():
+    """The claims are about the LSTM and the RNN: the GRU's numbers are reported, not judged."""
+    verdicts = lambda r: {c.key: c.verdict for c in mt.claims(r)}  # noqa: E731
+    for gru in (0.02, 0.97):  # the GRU solves it, or fails
+        supported = _fake({10: (0.9, 0.05, 0.5), 100: (0.05, 0.95, gru)})
+        assert set(verdicts(supported).values()) == {"supported"}
+        claim = mt.claims(supported)[0]
+        assert f"GRU {gru + 0:.3f} [" in claim.evidence
+    table = mt.tables(supported)[0]
+    assert table.columns == ["task", "T", "loss", "baseline", "LSTM ratio", "LSTM diverged",
+                             "GRU ratio", "GRU diverged", "RNN ratio", "RNN diverged",
+                             "recall acc. LSTM / GRU / RNN"]
+    old = mt.tables(_fake({10: (0.9, 0.05), 100: (0.05, 0.95)}))[0]
+    assert "GRU ratio" not in old.columns and all(len(r) == len(old.columns) for r in old.rows)
 
 
 def test_claims_tables_on_the_run(result):
@@ -166,6 +184,7 @@ def test_claims_tables_on_the_run(result):
     (table,) = mt.tables(result)
     assert isinstance(table, Table) and len(table.rows) == 4
     assert table.rows[0][4] == fmt_interval(result["summary"]["adding"][0]["lstm"]["ratio"])
+    assert table.rows[0][6] == fmt_interval(result["summary"]["adding"][0]["gru"]["ratio"])
     assert all(len(row) == len(table.columns) for row in table.rows)
 
 

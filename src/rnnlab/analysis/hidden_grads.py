@@ -1,14 +1,21 @@
 """Exact ∂L/∂h_t (and ∂L/∂c_t) along a sequence, for a loss on the last step only.
 
 The backward recurrences of docs/bptt.md, written out in float64 from a
-one-layer :class:`~rnnlab.models.SequenceModel`'s weights, so that the
-gradient reaching every hidden state can be measured (what torch's
-``retain_grad`` on each h_t gives); used by :mod:`rnnlab.experiments.gradient_flow`.
+one-layer :class:`~rnnlab.models.SequenceModel`'s weights (the layers' own
+backward sums over steps and keeps no per-step dh), so that the gradient
+reaching every hidden state can be measured (what torch's ``retain_grad`` on
+each h_t gives), for the Elman RNN, the LSTM and the GRU::
 
     RNN:   dh_T = ∂L/∂h_T;  dh_{t-1} = (dh_t ⊙ act'(pre_t)) W_hh
     LSTM:  dc_t = dc_t^{from t+1} + dh_t ⊙ o_t ⊙ (1 - tanh²c_t)
            dpre_t = [dc_t⊙g_t⊙i(1-i), dc_t⊙c_{t-1}⊙f(1-f), dc_t⊙i_t⊙(1-g²), dh_t⊙tanh c_t⊙o(1-o)]
            dh_{t-1} = dpre_t W_hh;  dc_{t-1}^{from t} = dc_t ⊙ f_t
+    GRU:   dgx_n = dh_t ⊙ (1 - z_t) ⊙ (1 - n_t²)
+           dgh_t = [dgx_n ⊙ gh_n ⊙ r(1-r), dh_t ⊙ (h_{t-1} - n_t) ⊙ z(1-z), dgx_n ⊙ r_t]
+           dh_{t-1} = dh_t ⊙ z_t + dgh_t W_hh
+
+Used by :mod:`rnnlab.experiments.gradient_flow`; tests/test_exp_gradient_flow.py
+checks them against torch autograd (``retain_grad`` on every h_t and c_t).
 """
 
 from __future__ import annotations
@@ -20,17 +27,22 @@ import numpy as np
 __all__ = ["forward_states", "hidden_state_grads", "last_step_grad", "grad_norms", "decay_stats",
            "set_spectral_radius"]
 
+_KINDS = ("rnn", "lstm", "gru")
+
 
 def _weights(model):
-    """(W_ih, W_hh, b, kind, nonlinearity) of a one-layer recurrent SequenceModel, in float64."""
+    """(W_ih, W_hh, b_ih, b_hh, kind, nonlinearity) of a one-layer recurrent SequenceModel,
+    in float64 (zero biases without bias)."""
     body = model.body
-    if model.kind not in ("rnn", "lstm") or body.num_layers != 1 or body.bidirectional:
-        raise ValueError("gradient flow is measured on one-layer, one-direction RNN/LSTM models")
+    if model.kind not in _KINDS or body.num_layers != 1 or body.bidirectional:
+        raise ValueError("gradient flow is measured on one-layer, one-direction "
+                         "RNN/LSTM/GRU models")
     w_ih = body.weight_ih_l0.data.astype(np.float64)
     w_hh = body.weight_hh_l0.data.astype(np.float64)
-    b = (body.bias_ih_l0.data.astype(np.float64) + body.bias_hh_l0.data
-         if body.bias else np.zeros(w_hh.shape[0]))
-    return w_ih, w_hh, b, model.kind, body.nonlinearity
+    zeros = np.zeros(w_hh.shape[0])
+    b_ih = body.bias_ih_l0.data.astype(np.float64) if body.bias else zeros
+    b_hh = body.bias_hh_l0.data.astype(np.float64) if body.bias else zeros
+    return w_ih, w_hh, b_ih, b_hh, model.kind, body.nonlinearity
 
 
 def _sigmoid(z):
@@ -40,15 +52,27 @@ def _sigmoid(z):
 def forward_states(model, x):
     """The model's recurrence in float64 from its weights, with h_0 = c_0 = 0.
 
-    Returns dict(h (T+1, N, H): h_0 .. h_T; for the LSTM also c (T+1, N, H) and
-    gates (T, N, 4H), the activated i, f, g, o; None for the RNN).
+    Returns dict(h (T+1, N, H): h_0 .. h_T; c (T+1, N, H) for the LSTM, else None;
+    gates: the activated gates, (T, N, 4H) i, f, g, o for the LSTM, (T, N, 3H) r, z, n
+    for the GRU, None for the RNN; gh_n (T, N, H), the GRU's h_{t-1} W_hnᵀ + b_hn).
     """
-    w_ih, w_hh, b, kind, act = _weights(model)
+    w_ih, w_hh, b_ih, b_hh, kind, act = _weights(model)
     x = np.asarray(x, dtype=np.float64)
     T, N, _ = x.shape
     H = w_hh.shape[1]
-    proj = x @ w_ih.T + b  # (T, N, G·H), the input part of every pre-activation
     h = np.zeros((T + 1, N, H))
+    if kind == "gru":  # b_hn sits inside r ⊙ (...): the two parts stay apart
+        gx = x @ w_ih.T + b_ih  # (T, N, 3H)
+        gates, gh_n = np.empty((T, N, 3 * H)), np.empty((T, N, H))
+        for t in range(T):
+            gh = h[t] @ w_hh.T + b_hh
+            r = _sigmoid(gx[t, :, :H] + gh[:, :H])
+            z = _sigmoid(gx[t, :, H:2 * H] + gh[:, H:2 * H])
+            n = np.tanh(gx[t, :, 2 * H:] + r * gh[:, 2 * H:])
+            gates[t], gh_n[t] = np.concatenate([r, z, n], axis=1), gh[:, 2 * H:]
+            h[t + 1] = (1 - z) * n + z * h[t]
+        return {"h": h, "c": None, "gates": gates, "gh_n": gh_n}
+    proj = x @ w_ih.T + b_ih + b_hh  # (T, N, G·H), the input part of every pre-activation
     if kind == "rnn":
         for t in range(T):
             pre = proj[t] + h[t] @ w_hh.T
@@ -75,9 +99,9 @@ def hidden_state_grads(model, x, grad_h_last, states=None):
     step, which is what torch's ``h_t.grad`` holds; for the LSTM, ∂L/∂c_t likewise.
 
     Shapes: x (T, N, F), grad_h_last (N, H) ->
-    (dh (T, N, H), dc (T, N, H) or None for the RNN), float64; index t-1 holds step t.
+    (dh (T, N, H), dc (T, N, H) or None but for the LSTM), float64; index t-1 holds step t.
     """
-    _, w_hh, _, kind, act = _weights(model)
+    _, w_hh, _, _, kind, act = _weights(model)
     if states is None:
         states = forward_states(model, x)
     h = states["h"]
@@ -88,6 +112,15 @@ def hidden_state_grads(model, x, grad_h_last, states=None):
         for t in range(T - 1, 0, -1):  # array index t holds step t+1, whose state is h[t+1]
             d_act = 1.0 - h[t + 1] ** 2 if act == "tanh" else (h[t + 1] > 0).astype(np.float64)
             dh[t - 1] = (dh[t] * d_act) @ w_hh
+        return dh, None
+    if kind == "gru":
+        gates, gh_n = states["gates"], states["gh_n"]
+        for t in range(T - 1, 0, -1):
+            r, z, n = (gates[t][:, k * H:(k + 1) * H] for k in range(3))
+            d_gx_n = dh[t] * (1 - z) * (1 - n ** 2)
+            d_gh = np.concatenate([d_gx_n * gh_n[t] * r * (1 - r),
+                                   dh[t] * (h[t] - n) * z * (1 - z), d_gx_n * r], axis=1)
+            dh[t - 1] = dh[t] * z + d_gh @ w_hh
         return dh, None
     c, gates = states["c"], states["gates"]
     dc = np.empty((T, N, H))

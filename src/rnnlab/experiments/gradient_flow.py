@@ -3,20 +3,17 @@
 The loss sits on the last step only: L = MSE(head(h_T), y) on the adding
 problem (T = 100 by default). For t = 1..T we measure the norm of the total
 derivative ∂L/∂h_t (over the whole minibatch: the Frobenius norm of the
-(N, H) array, L the batch mean), for the tanh RNN, the relu RNN and the LSTM,
-at initialisation (torch's U(±1/√H)) and again after a short training run on
+(N, H) array, L the batch mean), for the tanh RNN, the relu RNN, the LSTM and
+the GRU, at initialisation (torch's U(±1/√H)) and again after a short training run on
 the adding problem. The decay ratio ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ says how much of the
 gradient that reaches the last state survives back to the first one.
 
 The per-step gradients come from the backward recurrences of docs/bptt.md,
-written out here (:func:`hidden_state_grads`) in float64 from the model's
-weights; tests/test_exp_gradient_flow.py checks them against torch autograd
-(``retain_grad`` on every h_t and c_t)::
-
-    RNN:   dh_T = ∂L/∂h_T;  dh_{t-1} = (dh_t ⊙ act'(pre_t)) W_hh
-    LSTM:  dc_t = dc_t^{from t+1} + dh_t ⊙ o_t ⊙ (1 - tanh²c_t)
-           dpre_t = [dc_t⊙g_t⊙i(1-i), dc_t⊙c_{t-1}⊙f(1-f), dc_t⊙i_t⊙(1-g²), dh_t⊙tanh c_t⊙o(1-o)]
-           dh_{t-1} = dpre_t W_hh;  dc_{t-1}^{from t} = dc_t ⊙ f_t
+written out in float64 from the model's weights in
+:mod:`rnnlab.analysis.hidden_grads`, which tests/test_exp_gradient_flow.py
+checks against torch autograd. The claims compare the tanh RNN and the LSTM;
+the GRU is measured beside them (tables, figures) and named in the LSTM claim's
+evidence only.
 
 Exploding gradients: a tanh RNN whose W_hh is rescaled to a spectral radius
 of about 3 is trained with plain SGD twice from the same weights on the same
@@ -37,22 +34,21 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..analysis.hidden_grads import grad_norms, set_spectral_radius
 from ..data import adding_baseline_mse, adding_problem
 from ..models import SequenceModel
 from ..optim import SGD, Adam
 from ..stats import classify_against, mean_interval
 from .base import Claim, Progress
 from .memory_tasks import adding_loss, evaluate, fit
-from ..analysis.hidden_grads import (  # noqa: F401  (re-exported: the experiment's measuring tools)
-    _weights, decay_stats, forward_states, grad_norms, hidden_state_grads, last_step_grad,
-    set_spectral_radius)
 
 NAME = "gradient_flow"
 TITLE = "Vanishing and exploding gradients: ‖∂L/∂h_t‖ along the sequence"
 
 # name -> (SequenceModel kind, RNN nonlinearity)
-MODELS = {"rnn_tanh": ("rnn", "tanh"), "rnn_relu": ("rnn", "relu"), "lstm": ("lstm", "tanh")}
-LABELS = {"rnn_tanh": "RNN (tanh)", "rnn_relu": "RNN (relu)", "lstm": "LSTM"}
+MODELS = {"rnn_tanh": ("rnn", "tanh"), "rnn_relu": ("rnn", "relu"), "lstm": ("lstm", "tanh"),
+          "gru": ("gru", "tanh")}
+LABELS = {"rnn_tanh": "RNN (tanh)", "rnn_relu": "RNN (relu)", "lstm": "LSTM", "gru": "GRU"}
 
 # Verdict thresholds on the decay ratio ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖.
 VANISHED = 1e-3  # below: the gradient has vanished (lost three orders of magnitude)
@@ -202,7 +198,7 @@ def combine(config, per_seed):
     """Per model, at init and after training: the per-seed log10 decay ratios with their 95 % t
     interval; for the explosion case, in how many seeds each run diverged."""
     summary = {}
-    for name in MODELS:
+    for name in (n for n in MODELS if all(n in s["models"] for s in per_seed)):
         summary[name] = {}
         for when in ("init", "trained"):
             values = [_log10(s["models"][name].get(when)) for s in per_seed]
@@ -220,6 +216,12 @@ def combine(config, per_seed):
 
 LOG_VANISHED, LOG_EXPLODED = math.log10(VANISHED), math.log10(EXPLODED)
 LOG_ADVANTAGE = math.log10(LSTM_ADVANTAGE)
+
+
+def models_of(result):
+    """The names of MODELS that ``result`` measured (a result from before the GRU joined has
+    only the two RNNs and the LSTM)."""
+    return [name for name in MODELS if name in result["summary"]]
 
 
 def _fmt(ratio):
@@ -311,7 +313,7 @@ def _run_outcome(r):
 def claims(result):
     T, summary, n = result["T"], result["summary"], len(result["seeds"])
     log = {(name, when): summary[name][when]["log10"]
-           for name in MODELS for when in ("init", "trained")}
+           for name in models_of(result) for when in ("init", "trained")}
     iv = {key: _interval(v) for key, v in log.items()}
     steps = result["config"]["train_steps"]
     out = []
@@ -335,6 +337,9 @@ def claims(result):
     first = result["per_seed"][0]["models"]["lstm"]
     forget = " → ".join("n/a" if not first.get(w) or first[w].get("forget_gate_max_unit") is None
                         else f"{first[w]['forget_gate_max_unit']:.2f}" for w in whens)
+    gru = ("" if "gru" not in summary else
+           f" The GRU, measured alongside and not part of the verdict: "
+           f"{_fmt_log(iv['gru', 'init'])} at init, {_fmt_log(iv['gru', 'trained'])} trained.")
     out.append(Claim(
         "lstm-gradient-flow", "The LSTM keeps gradients alive over long spans.", verdict,
         f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over T={T} ({n} seeds): LSTM {_fmt_log(iv['lstm', 'init'])} at "
@@ -343,7 +348,7 @@ def claims(result):
         f"at init: {states['init']}, after training: {states['trained']} (kept alive: the "
         f"interval above {VANISHED:.0e} and the paired advantage over the RNN above "
         f"{LSTM_ADVANTAGE:.0f}×; supported needs both times); the most persistent unit's mean "
-        f"forget gate, init → trained (seed {result['seeds'][0]}): {forget}.",
+        f"forget gate, init → trained (seed {result['seeds'][0]}): {forget}.{gru}",
         f"LSTM {_fmt_mean(iv['lstm', 'init'])} vs tanh RNN {_fmt_mean(iv['rnn_tanh', 'init'])} at init"))
 
     per_seed = result["per_seed"]

@@ -11,8 +11,8 @@ import numpy as np
 
 from ..report import style
 from .base import Table, plt
-from .gradient_flow import (DIVERGENCE_FACTOR, LABELS, LOG_VANISHED, MODELS, VANISHED, _first_seed,
-                            _fmt, _fmt_log, _interval)
+from .gradient_flow import (DIVERGENCE_FACTOR, LABELS, LOG_VANISHED, VANISHED, _first_seed, _fmt,
+                            _fmt_log, _interval, models_of)
 
 _RUN_NAMES = {"no_clip": "radius {r}, no clipping", "clip": "radius {r}, clip_grad_norm_({m})",
               "control": "control: radius {r0} (as initialised), no clipping"}
@@ -30,7 +30,7 @@ def tables(result):
     rows = [[LABELS[name], _fmt_log(_interval(summary[name]["init"]["log10"])),
              _fmt_log(_interval(summary[name]["trained"]["log10"])),
              f"{sum(v is not None for v in summary[name]['trained']['log10'])}/{n}"]
-            for name in MODELS]
+            for name in models_of(result)]
     seeds = Table(f"‖∂L/∂h_1‖ / ‖∂L/∂h_T‖ over {n} seeds (T={result['T']}): mean of log10 with its "
                   f"95 % t interval, shown as powers of ten",
                   ["model", "at init", "after training", "seeds trained without diverging"], rows)
@@ -94,14 +94,16 @@ def plots(result, out_dir):
     paths = _seed_plots(_first_seed(result), out_dir)
     pyplot = plt()
     fig, ax = pyplot.subplots(figsize=(7.5, 3.6))
-    for i, name in enumerate(MODELS):
+    names = models_of(result)
+    gap = len(names) + 1  # one slot per model, then a gap, for each of init and trained
+    for i, name in enumerate(names):
         for j, when in enumerate(("init", "trained")):
             values = [v for v in result["summary"][name][when]["log10"] if v is not None]
-            x = 3 * j + i + np.linspace(-0.2, 0.2, len(values)) if len(values) > 1 else [3 * j + i]
+            x = gap * j + i + np.linspace(-0.2, 0.2, len(values)) if len(values) > 1 else [gap * j + i]
             ax.scatter(x, values, color=style.model_color(name), marker=style.model_marker(name), s=18,
                        label=style.model_label(name) if j == 0 else None)
     ax.axhline(LOG_VANISHED, color=style.NEUTRAL, ls="--", lw=1)
-    ax.set_xticks([1, 4], ["at init", "after training"])
+    ax.set_xticks([(len(names) - 1) / 2, gap + (len(names) - 1) / 2], ["at init", "after training"])
     ax.grid(axis="x", visible=False)
     ax.set(ylabel="log10 ‖∂L/∂h_1‖ / ‖∂L/∂h_T‖", title=f"Decay ratio per seed (T={result['T']})")
     style.legend_outside(ax)

@@ -1,4 +1,4 @@
-"""Long-term memory: the adding problem and copy memory, the LSTM against the tanh RNN.
+"""Long-term memory: the adding problem and copy memory, the LSTM and the GRU against the tanh RNN.
 
 Both tasks put the information a model needs far from the step where it needs
 it (see :mod:`rnnlab.data.tasks` for the definitions and the baselines):
@@ -9,7 +9,7 @@ it (see :mod:`rnnlab.data.tasks` for the definitions and the baselines):
   then the 10 symbols to recall; a memoryless model scores the cross-entropy
   10 ln 8 / (T + 20) per step.
 
-For every task and every delay T, the LSTM and the tanh RNN get the same
+For every task and every delay T, the LSTM, the GRU and the tanh RNN get the same
 budget: same hidden size, batch, number of steps, optimizer (Adam, or RMSprop
 for the full preset's copy task, with the settings of Arjovsky et al. 2016),
 learning rate, gradient clipping, and the same minibatches in the same order.
@@ -18,7 +18,9 @@ Each seed draws its own weights and batches; verdicts rest on 95 % t intervals
 over the seeds (:func:`memory_verdict`). Measured: the training
 loss along the way (a learning curve, averaged over ``log_every`` steps) and
 the final loss on a fresh held-out batch, reported as a ratio to the baseline
-(1 = no better than remembering nothing, 0 = perfect).
+(1 = no better than remembering nothing, 0 = perfect). The claims compare the
+LSTM with the RNN; the GRU's numbers stand beside them in the evidence, tables
+and figures.
 
 :func:`fit` (the training loop) and :func:`adding_loss` are shared with
 :mod:`rnnlab.experiments.gradient_flow`.
@@ -35,16 +37,17 @@ from threadpoolctl import threadpool_limits
 from ..data import adding_baseline_mse, adding_problem, copy_baseline_cross_entropy, copy_memory
 from ..functional.losses import cross_entropy, mse
 from ..models import SequenceModel
+from ..nn._checks import NonFiniteError
 from ..optim import Adam, RMSprop, clip_grad_norm_
-from ..report import style
 from ..stats import (classify_against, classify_difference, fmt_interval, mean_interval,
                      paired_difference)
-from .base import Claim, Progress, Table, plt
+from .base import Claim, Progress
 
 NAME = "memory_tasks"
-TITLE = "Long-term memory: adding problem and copy memory, LSTM against the tanh RNN"
-KINDS = ("lstm", "rnn")
-LABELS = {"lstm": "LSTM", "rnn": "RNN (tanh)"}
+TITLE = "Long-term memory: adding problem and copy memory, LSTM and GRU against the tanh RNN"
+KINDS = ("lstm", "gru", "rnn")
+LABELS = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN (tanh)"}
+SHORT = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}  # table headers
 TASKS = ("adding", "copy")
 TASK_LABELS = {"adding": "adding problem", "copy": "copy memory"}
 
@@ -146,10 +149,13 @@ def fit(model, next_batch, loss_fn, optimizer, steps, *, max_norm=None, log_ever
         x, y = next_batch()
         for p in params:
             p.zero_grad()
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = model(x)
-            loss, grad_out = loss_fn(out, y)
-            model.backward(grad_out, input_grad=False)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                out = model(x)
+                loss, grad_out = loss_fn(out, y)
+                model.backward(grad_out, input_grad=False)
+        except NonFiniteError:  # the data is finite: an output or activation overflowed
+            loss = math.inf
         norm = math.sqrt(sum(float(np.sum(np.square(p.grad, dtype=np.float64))) for p in params))
         all_loss.append(loss)
         all_norm.append(norm)
@@ -179,9 +185,12 @@ def _finite_or_none(values):
 
 
 def evaluate(model, batch, loss_fn):
-    """Loss on a held-out batch, forward only."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        loss, _ = loss_fn(model(batch.x), batch.y)
+    """Loss on a held-out batch, forward only (inf if an activation overflows)."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            loss, _ = loss_fn(model(batch.x), batch.y)
+    except NonFiniteError:
+        return math.inf
     return float(loss)
 
 
@@ -208,7 +217,8 @@ def make_optimizer(params, config):
 
 
 def train_pair(task, T, config, seeds, progress):
-    """Train the LSTM and the tanh RNN on one task and delay with the same budget and batches."""
+    """Train the LSTM, the GRU and the tanh RNN on one task and delay with the same budget
+    and batches."""
     config = task_config(config, task)
     spec = task_spec(task, T, config)
     eval_batch = spec["make_batch"](config["eval_batch"], np.random.default_rng(seeds["eval"]))
@@ -217,7 +227,7 @@ def train_pair(task, T, config, seeds, progress):
         model = SequenceModel(kind, spec["input_size"], config["hidden"], spec["output_size"],
                               every_step=spec["every_step"], activation="tanh",
                               rng=np.random.default_rng(seeds["init"]))
-        data_rng = np.random.default_rng(seeds["data"])  # same minibatches for both models
+        data_rng = np.random.default_rng(seeds["data"])  # same minibatches for every model
         run = fit(model, lambda: spec["make_batch"](config["batch"], data_rng), spec["loss_fn"],
                   make_optimizer(model.parameters(), config), config["steps"],
                   max_norm=config["max_norm"], log_every=config["log_every"], progress=progress,
@@ -235,7 +245,7 @@ def train_pair(task, T, config, seeds, progress):
 
 
 def run_seed(config, seed):
-    """One seed: both models on every task and delay, weights and batches drawn from ``seed``."""
+    """One seed: every model on every task and delay, weights and batches drawn from ``seed``."""
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     runs = {}
@@ -266,7 +276,8 @@ def combine(config, per_seed):
         summary[task] = []
         for i, first in enumerate(per_seed[0]["runs"][task]):
             entry = {"T": first["T"], "baseline": first["baseline"], "metric": first["metric"]}
-            for kind in KINDS:
+            for kind in (k for k in KINDS
+                         if all(k in s["runs"][task][i]["models"] for s in per_seed)):
                 runs = [s["runs"][task][i]["models"][kind] for s in per_seed]
                 entry[kind] = {"ratio": mean_interval([seed_ratio(r) for r in runs]),
                                "diverged": sum(r["ratio"] is None for r in runs)}
@@ -279,6 +290,13 @@ def combine(config, per_seed):
 
 
 # ------------------------------------------------------------------ report
+
+
+def kinds_of(result):
+    """The models of KINDS that every entry of ``result`` holds (a result from before the GRU
+    joined has only the LSTM and the RNN)."""
+    entries = [e for task_entries in result["summary"].values() for e in task_entries]
+    return [k for k in KINDS if all(k in e for e in entries)]
 
 
 def memory_verdict(lstm_ratios, rnn_ratios):
@@ -314,27 +332,32 @@ def _budget(config, task):
 
 def claims(result):
     out, n = [], len(result["seeds"])
+    gru = "gru" in kinds_of(result)
     for task, entries in result["summary"].items():
         i, longest = max(enumerate(entries), key=lambda e: e[1]["T"])
         ratios = {kind: [seed_ratio(s["runs"][task][i]["models"][kind]) for s in result["per_seed"]]
-                  for kind in KINDS}
+                  for kind in ("lstm", "rnn")}
         verdict = memory_verdict(ratios["lstm"], ratios["rnn"])
         why = {"supported": "the LSTM learned the task and the RNN did not",
                "not supported": "the RNN did not fail where the LSTM learned, or did better",
                "nuanced": "the LSTM did better, without solving it while the RNN failed",
                "undecided": "neither model got clearly below the baseline within the budget"
-               if min(longest[k]["ratio"]["mean"] for k in KINDS) > FAILED_RATIO
+               if min(longest[k]["ratio"]["mean"] for k in ("lstm", "rnn")) > FAILED_RATIO
                else "the intervals hold the thresholds: more seeds would decide"}[verdict]
         diff = paired_difference(ratios["rnn"], ratios["lstm"])
         per_T = "; ".join(f"T={e['T']}: LSTM {fmt_interval(e['lstm']['ratio'])}, "
-                          f"RNN {fmt_interval(e['rnn']['ratio'])}" for e in entries)
+                          f"RNN {fmt_interval(e['rnn']['ratio'])}"
+                          + (f", GRU {fmt_interval(e['gru']['ratio'])}" if gru else "")
+                          for e in entries)
+        beside = (f" The GRU, trained on the same budget and batches and not part of the verdict: "
+                  f"{fmt_interval(longest['gru']['ratio'])} at T={longest['T']}." if gru else "")
         evidence = (f"Held-out loss / memoryless baseline at the longest delay T={longest['T']}, "
                     f"mean [95 % t interval] over {n} seeds: LSTM "
                     f"{fmt_interval(longest['lstm']['ratio'])}, RNN "
                     f"{fmt_interval(longest['rnn']['ratio'])}, paired RNN − LSTM "
                     f"{fmt_interval(diff)} ({why}; supported needs the LSTM's interval below "
                     f"{SOLVED_RATIO} and the RNN's above {FAILED_RATIO}; "
-                    f"{_budget(result['config'], task)}). All delays: {per_T}.")
+                    f"{_budget(result['config'], task)}).{beside} All delays: {per_T}.")
         out.append(Claim(f"lstm-long-memory-{task}",
                          f"An LSTM remembers over long spans where a vanilla RNN fails "
                          f"({TASK_LABELS.get(task, task)}).", verdict, evidence,
@@ -344,77 +367,14 @@ def claims(result):
 
 
 def tables(result):
-    rows = []
-    for task, entries in result["summary"].items():
-        for e in entries:
-            row = [TASK_LABELS.get(task, task), e["T"], e["metric"], f"{e['baseline']:.4f}"]
-            for kind in KINDS:
-                row += [fmt_interval(e[kind]["ratio"]), str(e[kind]["diverged"])]
-            row.append(" / ".join(fmt_interval(e[k]["recall_accuracy"], ".2f")
-                                  if "recall_accuracy" in e[k] else "–" for k in KINDS))
-            rows.append(row)
-    budgets = "; ".join(f"{TASK_LABELS.get(t, t)}: {_budget(result['config'], t)}"
-                        for t in result["summary"])
-    title = (f"Final held-out loss / memoryless baseline (1 = remembers nothing), mean [95 % t "
-             f"interval] over {len(result['seeds'])} seeds (a diverged run counts as 1); {budgets}")
-    return [Table(title, ["task", "T", "loss", "baseline", "LSTM ratio", "LSTM diverged",
-                          "RNN ratio", "RNN diverged", "recall acc. LSTM / RNN"], rows)]
+    """The table of the report (:mod:`rnnlab.experiments.memory_tasks_report`)."""
+    from .memory_tasks_report import tables as report_tables
+
+    return report_tables(result)
 
 
 def plots(result, out_dir):
-    pyplot = plt()
-    tasks = list(result["summary"])
-    n_cols = max(len(result["summary"][t]) for t in tasks)
-    fig, axes = pyplot.subplots(len(tasks), n_cols, figsize=(3.5 * n_cols, 2.9 * len(tasks) + 0.5),
-                                squeeze=False)
-    for row, task in enumerate(tasks):
-        for col in range(n_cols):
-            ax = axes[row][col]
-            if col >= len(result["summary"][task]):
-                ax.axis("off")
-                continue
-            e = result["summary"][task][col]
-            values = [e["baseline"]]
-            for kind in KINDS:
-                for s in result["per_seed"]:  # one thin line per seed
-                    curve = s["runs"][task][col]["models"][kind]["curve"]
-                    pts = [(x, v) for x, v in zip(curve["steps"], curve["loss"]) if v is not None]
-                    if pts:
-                        ax.plot(*zip(*pts), color=style.model_color(kind), lw=0.9, alpha=0.6)
-                        values += [v for _, v in pts]
-            ax.axhline(e["baseline"], color=style.NEUTRAL, ls="--", lw=1)
-            log = style.auto_log(ax, values)
-            ax.set_title(f"{TASK_LABELS.get(task, task)}, T={e['T']}")
-            ax.set_xlabel("training step")
-            ax.set_ylabel(f"train {e['metric']}" + (" (log)" if log else ""))
-            ax.grid(alpha=0.3, which="both")
-    style.model_legend(fig, KINDS, [style.line_key("memoryless baseline", ls="--")])
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))
-    curves_path = style.save(fig, out_dir / "memory_tasks_curves.png",
-                             "Training loss against the memoryless baseline (dashed), one thin line per seed, "
-                             "one panel per task and delay T: a curve that stays on the baseline has "
-                             "remembered nothing.")
+    """The figures of the report (:mod:`rnnlab.experiments.memory_tasks_report`)."""
+    from .memory_tasks_report import plots as report_plots
 
-    fig, axes = pyplot.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        entries = result["summary"][task]
-        Ts = [e["T"] for e in entries]
-        for kind in KINDS:
-            ax.plot(Ts, [e[kind]["ratio"]["mean"] for e in entries], **style.model_style(kind))
-            for e in entries:  # per-seed points
-                ax.scatter([e["T"]] * len(e[kind]["ratio"]["values"]), e[kind]["ratio"]["values"],
-                           color=style.model_color(kind), marker=style.model_marker(kind), s=12,
-                           alpha=0.45)
-        ax.axhline(1.0, color=style.NEUTRAL, ls="--", lw=1)
-        ax.axhspan(0, SOLVED_RATIO, color=style.MODELS["lstm"][1], alpha=0.08)
-        ax.set(xlabel="delay T", ylabel="held-out loss / baseline", title=TASK_LABELS.get(task, task))
-        ax.set_xticks(Ts)
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-    style.model_legend(fig, KINDS, [style.line_key("baseline (remembers nothing)", ls="--")])
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
-    ratio_path = style.save(fig, out_dir / "memory_tasks_ratio.png",
-                            f"Final held-out loss as a share of the baseline against the delay T (line: mean, "
-                            f"dots: seeds): below {SOLVED_RATIO} (shaded) the model has learned to remember, "
-                            f"near 1 it has not.")
-    return [curves_path, ratio_path]
+    return report_plots(result, out_dir)

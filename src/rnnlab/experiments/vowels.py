@@ -21,12 +21,17 @@ order for a given seed, for ``epochs`` passes over the training set; the test
 accuracy is measured after every ``eval_every`` epochs, and the reported
 accuracy is the one at the end of training (no model is chosen on the test
 set). Each (model, seed) run is :func:`run_one`, a function of its arguments
-only, so seeds can run in separate processes.
+only; :func:`run_seed` runs every model for one seed (one task of ``rnnlab
+compare``, seeds in separate processes) and :func:`combine` joins the seeds.
 
-Measured per model: test accuracy over the preset's seeds (mean, 95 % t
-interval, every seed's value), the training seconds to first reach 90 % and
-95 % test accuracy, parameters, and the time of a training step (forward,
-loss, backward, clip, update: median after a warm-up).
+Measured per model: test accuracy over the seeds (mean, 95 % t interval of
+:mod:`rnnlab.stats`, every seed's value), the training seconds to first reach
+90 % and 95 % test accuracy, parameters, and the time of a training step
+(forward, loss, backward, clip, update: median after a warm-up). Comparisons
+are paired by seed (same seed: same batches). The GRU's cost against the LSTM
+is judged on counts that no other process can change, parameters and GEMM
+FLOPs per training step (:mod:`rnnlab.analysis`); the measured step times,
+taken while other tasks may share the machine, are context only.
 """
 
 from __future__ import annotations
@@ -36,14 +41,18 @@ import time
 
 import numpy as np
 
-from ..data import load_japanese_vowels, load_vowels_standardized, pad_or_cut, pad_sequences
+from ..analysis import (gru_params, gru_training_flops, linear_params, lstm_params,
+                        lstm_training_flops)
 from ..bench.machine import pinned_threads
+from ..data import load_japanese_vowels, load_vowels_standardized, pad_or_cut, pad_sequences
 from ..data.vowels import VOWELS_CLASSES, VOWELS_FEATURES
 from ..last_step import LastStepClassifier, available_kinds
 from ..models import SequenceModel
 from ..nn import CrossEntropyLoss
 from ..optim import Adam, clip_grad_norm_
-from .base import Claim, Table, _t975, plt, time_stats
+from ..stats import (classify_against, classify_difference, fmt_interval, geometric_interval,
+                     mean_interval, paired_difference)
+from .base import Claim, time_stats
 
 NAME = "vowels"
 TITLE = "Sequences of any length: Japanese Vowels (9 speakers, 7-29 frames)"
@@ -55,10 +64,11 @@ _COMMON = {"models": list(MODELS), "hidden": 64, "mlp_hidden": 128, "mlp_length"
            "mlp_cut_length": None, "batch": 32, "lr": 0.01, "cosine": True, "clip": 1.0,
            "eval_every": 1, "warmup": 5, "threads": 1,
            "tie_band": 0.01, "cost_target": 0.75, "cost_slack": 0.05}
+# The seeds are compare's (--seeds K): one task per seed runs every model.
 PRESETS = {
-    "quick": {**_COMMON, "epochs": 20, "seeds": [0, 1]},
-    "default": {**_COMMON, "epochs": 40, "seeds": [0, 1, 2, 3, 4]},
-    "full": {**_COMMON, "epochs": 60, "seeds": list(range(10))},
+    "quick": {**_COMMON, "epochs": 20},
+    "default": {**_COMMON, "epochs": 40},
+    "full": {**_COMMON, "epochs": 60},
 }
 
 # Published test accuracies on this split, beside ours in the report.
@@ -178,73 +188,92 @@ def _train(config, model, seed) -> dict:
             "test_sequences_cut": int(cut)}
 
 
-def interval(values) -> dict:
-    """Mean and 95 % t interval, mean ± t(0.975, n-1)·s/√n (None for one value)."""
-    v = np.asarray(values, dtype=float)
-    mean = float(v.mean())
-    if v.size < 2:
-        return {"mean": mean, "low": None, "high": None, "n": int(v.size)}
-    half = _t975(v.size - 1) * float(v.std(ddof=1)) / math.sqrt(v.size)
-    return {"mean": mean, "low": mean - half, "high": mean + half, "n": int(v.size)}
+def run_seed(config, seed) -> dict:
+    """One seed: every model of ``config["models"]`` this installation has, by :func:`run_one`.
+
+    Returns dict(runs: model -> run_one's dict, notes: the models skipped,
+    n_train, n_test, max_train_length: the longest training utterance).
+    """
+    have = MLPS + available_kinds()
+    notes = [f"rnnlab.nn has no {k.upper()} in this installation: the {k.upper()} was skipped"
+             for k in config["models"] if k not in have]
+    runs = {k: run_one(config, k, seed) for k in config["models"] if k in have}
+    train, test = load_japanese_vowels("train")[0], load_japanese_vowels("test")[0]
+    return {"runs": runs, "notes": notes, "n_train": len(train), "n_test": len(test),
+            "max_train_length": max(s.shape[0] for s in train)}
 
 
-def summarize(config, runs) -> dict:
-    """Per model: accuracy interval, time to each threshold, cost; paired differences."""
+def run(config, *, rng, progress):
+    """One seed, for a caller without the task runner (the seed drawn from ``rng``)."""
+    return combine(config, [{"seed": 0, **run_seed(config, int(rng.integers(2**31)))}])
+
+
+def recurrent_cost(kind, config, T) -> dict:
+    """Parameters (recurrent layer + head) and GEMM FLOPs of one training step (forward and
+    BPTT of the layer on a (T, batch, 12) batch, no input gradient) of the GRU or the LSTM,
+    from :mod:`rnnlab.analysis`: counts, the same on every machine."""
+    H, d = config["hidden"], config["batch"]
+    layer, flops = {"gru": (gru_params, gru_training_flops),
+                    "lstm": (lstm_params, lstm_training_flops)}[kind]
+    return {"parameters": sum(layer(VOWELS_FEATURES, H).values())
+            + linear_params(H, VOWELS_CLASSES),
+            "flops": flops(d, T, VOWELS_FEATURES, H, input_grad=False)}
+
+
+def combine(config, per_seed) -> dict:
+    """Per model: accuracy interval over the seeds, time to each threshold, step time; the
+    paired differences (best recurrent − best MLP, GRU − LSTM) and the GRU/LSTM cost."""
+    kinds = [k for k in per_seed[0]["runs"] if all(k in s["runs"] for s in per_seed)]
+    runs = {k: [s["runs"][k] for s in per_seed] for k in kinds}
     models = {}
-    for kind, per_seed in runs.items():
-        accs = [r["test_accuracy"] for r in per_seed]
+    for kind, seeds_runs in runs.items():
+        accs = [r["test_accuracy"] for r in seeds_runs]
         times = {}
         for th in THRESHOLDS:
-            hit = [r["reached"][str(th)]["seconds"] for r in per_seed if r["reached"][str(th)]]
+            hit = [r["reached"][str(th)]["seconds"] for r in seeds_runs if r["reached"][str(th)]]
             times[str(th)] = {"median": float(np.median(hit)) if hit else None,
-                              "reached": len(hit), "seeds": len(per_seed)}
-        models[kind] = {"accuracy": interval(accs), "accuracies": accs,
-                        "parameters": per_seed[0]["parameters"],
-                        "step_median": float(np.median([r["step_time"]["median"]
-                                                         for r in per_seed])),
-                        "train_seconds": float(np.median([r["train_seconds"] for r in per_seed])),
+                              "reached": len(hit), "seeds": len(seeds_runs)}
+        models[kind] = {"accuracy": mean_interval(accs), "accuracies": accs,
+                        "parameters": seeds_runs[0]["parameters"],
+                        "step_ms": geometric_interval([r["step_time"]["median"] * 1e3
+                                                       for r in seeds_runs]),
+                        "train_seconds": float(np.median([r["train_seconds"]
+                                                          for r in seeds_runs])),
                         "time_to": times}
     pairs = {}
     recurrent = [k for k in models if k not in MLPS]
     mlps = [k for k in models if k in MLPS]
     if mlps and recurrent:
-        def best(kinds):
-            return max(kinds, key=lambda k: models[k]["accuracy"]["mean"])
+        def best(group):
+            return max(group, key=lambda k: models[k]["accuracy"]["mean"])
         pairs["recurrent_vs_mlp"] = _paired(runs, best(recurrent), best(mlps))
+    first = per_seed[0]
     if "gru" in models and "lstm" in models:
-        gru, lstm = models["gru"], models["lstm"]
-        pairs["gru_vs_lstm"] = {**_paired(runs, "gru", "lstm"),
-                                "time_ratio": gru["step_median"] / lstm["step_median"],
-                                "param_ratio": gru["parameters"] / lstm["parameters"]}
-    return {"models": models, "pairs": pairs}
+        T = first.get("max_train_length", 26)
+        cost = {k: recurrent_cost(k, config, T) for k in ("gru", "lstm")}
+        pairs["gru_vs_lstm"] = {
+            **_paired(runs, "gru", "lstm"), "cost": cost, "T": T,
+            "param_ratio": cost["gru"]["parameters"] / cost["lstm"]["parameters"],
+            "flops_ratio": cost["gru"]["flops"] / cost["lstm"]["flops"],
+            "time_ratio": geometric_interval([g["step_time"]["median"] / m["step_time"]["median"]
+                                              for g, m in zip(runs["gru"], runs["lstm"])])}
+    return {"config": dict(config), "seeds": [s["seed"] for s in per_seed],
+            "n_train": first["n_train"], "n_test": first["n_test"], "notes": first["notes"],
+            "runs": runs, "models": models, "pairs": pairs, "published": PUBLISHED}
 
 
 def _paired(runs, a, b) -> dict:
-    """acc(a) - acc(b), seed by seed (same seed: same batches), with its interval."""
-    by_seed = {r["seed"]: r["test_accuracy"] for r in runs[b]}
-    diffs = [r["test_accuracy"] - by_seed[r["seed"]] for r in runs[a] if r["seed"] in by_seed]
-    return {"a": a, "b": b, "diffs": diffs, "difference": interval(diffs)}
+    """acc(a) - acc(b), seed by seed (same seed: same batches), with its t interval."""
+    a_acc = [r["test_accuracy"] for r in runs[a]]
+    b_acc = [r["test_accuracy"] for r in runs[b]]
+    return {"a": a, "b": b, "diffs": [x - y for x, y in zip(a_acc, b_acc)],
+            "difference": paired_difference(a_acc, b_acc)}
 
 
-def run(config, *, rng, progress):
-    """Every model over the preset's seeds. ``rng`` is unused: the seeds are the preset's list."""
-    have = MLPS + available_kinds()
-    kinds = [k for k in config["models"] if k in have]
-    notes = [f"rnnlab.nn has no {k.upper()} in this installation: the {k.upper()} was skipped"
-             for k in config["models"] if k not in have]
-    jobs = [(k, s) for k in kinds for s in config["seeds"]]
-    runs = {k: [] for k in kinds}
-    for kind, seed in progress.track(jobs, "vowels: models x seeds"):
-        runs[kind].append(run_one(config, kind, seed))
-    sizes = {split: len(load_japanese_vowels(split)[1]) for split in ("train", "test")}
-    return {"config": dict(config), "n_train": sizes["train"], "n_test": sizes["test"],
-            "notes": notes, "runs": runs, **summarize(config, runs), "published": PUBLISHED}
+# ------------------------------------------------------------------ claims
 
 
-# ------------------------------------------------------------------ report
-
-
-def _label(result, kind):
+def label(result, kind):
     """The model's name in the report; an MLP's says the length it was padded or cut to."""
     if kind not in MLPS:
         return kind.upper()
@@ -254,116 +283,79 @@ def _label(result, kind):
     return f"MLP cut to {run['mlp_length']}"
 
 
-def _fmt_interval(iv, digits=3):
-    if iv["low"] is None:
-        return f"{iv['mean']:.{digits}f}"
-    return f"{iv['mean']:.{digits}f} [{iv['low']:.{digits}f}, {iv['high']:.{digits}f}]"
+def any_length_verdict(difference, band) -> str:
+    """"An MLP loses accuracy for padding or cutting", from the paired interval of best
+    recurrent − best MLP: supported above 0, not supported below 0 or inside ±band (a tie),
+    undecided when the interval holds 0 and leaves the band."""
+    return {"above": "supported", "below": "not supported", "tie": "not supported",
+            "unclear": "undecided"}[classify_difference(difference, band)]
 
 
-def tables(result):
-    rows = []
-    for kind, m in result["models"].items():
-        t = m["time_to"]
-        reach = [("never" if t[str(th)]["median"] is None else f"{t[str(th)]['median']:.2f}")
-                 + f" ({t[str(th)]['reached']}/{t[str(th)]['seeds']})" for th in THRESHOLDS]
-        rows.append([_label(result, kind), m["parameters"], _fmt_interval(m["accuracy"]),
-                     " ".join(f"{a:.3f}" for a in m["accuracies"]),
-                     f"{m['step_median'] * 1e3:.2f}", *reach])
-    main = Table("Japanese Vowels: test accuracy over seeds (mean [95 % t interval]), training "
-                 "step time, and training seconds to reach 90 % / 95 % test accuracy (checked "
-                 "after every eval_every epochs; median over the seeds that reached it, "
-                 "reached/seeds)",
-                 ["model", "parameters", "test accuracy", "per seed", "step ms (median)",
-                  "s to 90 %", "s to 95 %"], rows)
-    published = Table("Published test accuracies on the same split, beside ours",
-                      ["method", "test accuracy"],
-                      [list(p) for p in result["published"]]
-                      + [[f"rnnlab {_label(result, k)} (this run, mean of "
-                          f"{m['accuracy']['n']} seeds)",
-                          f"{m['accuracy']['mean']:.3f}"] for k, m in result["models"].items()])
-    out = [main, published]
-    if result["notes"]:
-        out.append(Table("Notes", ["note"], [[n] for n in result["notes"]]))
-    return out
+def gru_verdict(difference, band, param_ratio, flops_ratio, limit) -> str:
+    """"A GRU matches an LSTM's accuracy at three quarters of its cost".
+
+    Accuracy: the paired GRU − LSTM interval lies above -band (a tie or better:
+    a match), below -band (worse), or holds -band (undecided). Cost: parameters
+    and FLOPs per step both at most ``limit`` times the LSTM's. supported: a
+    match and the cost; not supported: worse, or no cheaper at all (both
+    ratios ≥ 1); nuanced: a match, cheaper but not by a quarter.
+    """
+    accuracy = classify_against(difference, -band)
+    if accuracy == "below":
+        return "not supported"
+    if accuracy == "unclear":
+        return "undecided"
+    if param_ratio <= limit and flops_ratio <= limit:
+        return "supported"
+    return "not supported" if param_ratio >= 1 and flops_ratio >= 1 else "nuanced"
 
 
 def claims(result):
-    cfg, pairs, out = result["config"], result["pairs"], []
+    cfg, pairs, out, n = result["config"], result["pairs"], [], len(result["seeds"])
     band = cfg["tie_band"]
     if "recurrent_vs_mlp" in pairs:
         p = pairs["recurrent_vs_mlp"]
         iv = p["difference"]
-        lo, hi = (iv["low"], iv["high"]) if iv["low"] is not None else (iv["mean"], iv["mean"])
-        if lo > 0:
-            verdict = "supported"
-        elif hi < 0 or (-band <= lo and hi <= band):
-            verdict = "not supported"  # the MLP is better, or provably within the band
-        else:
-            verdict = "nuanced"
         out.append(Claim(
             "vowels-any-length",
             "Recurrent networks take sequences of any length; an MLP must pad or cut them, and "
-            "loses accuracy for it.", verdict,
-            f"Test accuracy of the {_label(result, p['a'])} minus the best MLP's "
-            f"({_label(result, p['b'])}), seed by seed: {_fmt_interval(iv)}; a gain whose "
-            f"interval lies above 0 supports the claim, one inside ±{band} or below 0 refutes "
-            "it. Mean test accuracy: " + ", ".join(
-                f"{_label(result, k)} {m['accuracy']['mean']:.3f}"
-                for k, m in result["models"].items()) + "."))
+            "loses accuracy for it.", any_length_verdict(iv, band),
+            f"Test accuracy of the {label(result, p['a'])} minus the best MLP's "
+            f"({label(result, p['b'])}), paired over {n} seeds: {fmt_interval(iv)} (95 % t "
+            f"interval); an interval above 0 supports the claim, one inside ±{band} or below 0 "
+            "refutes it. Mean test accuracy: " + ", ".join(
+                f"{label(result, k)} {m['accuracy']['mean']:.3f}"
+                for k, m in result["models"].items()) + ".",
+            f"{p['a'].upper()} − best MLP: {iv['mean']:+.3f} accuracy (mean of {n} seeds)"))
     if "gru_vs_lstm" in pairs:
         p = pairs["gru_vs_lstm"]
-        iv = p["difference"]
-        lo, hi = (iv["low"], iv["high"]) if iv["low"] is not None else (iv["mean"], iv["mean"])
-        limit = cfg["cost_target"] + cfg["cost_slack"]
-        cheap = p["time_ratio"] <= limit and p["param_ratio"] <= limit
-        matches = lo >= -band  # not worse than the band: a tie (inside it) or better
-        if matches and cheap:
-            verdict = "supported"
-        elif hi < -band or (p["time_ratio"] >= 1 and p["param_ratio"] >= 1):
-            verdict = "not supported"
-        else:
-            verdict = "nuanced"
+        iv, limit = p["difference"], cfg["cost_target"] + cfg["cost_slack"]
+        cost, tr = p["cost"], p["time_ratio"]
+        timed = f"{tr['mean']:.2f}" + ("" if tr["low"] is None
+                                       else f" [{tr['low']:.2f}, {tr['high']:.2f}]")
         out.append(Claim(
             "vowels-gru-vs-lstm", "A GRU matches an LSTM's accuracy at three quarters of its cost.",
-            verdict,
-            f"GRU minus LSTM test accuracy, seed by seed: {_fmt_interval(iv)} (a match: the "
-            f"interval above -{band}); GRU/LSTM step time {p['time_ratio']:.2f}, parameters "
-            f"{p['param_ratio']:.2f} (three quarters: both at most {limit:.2f})."))
+            gru_verdict(iv, band, p["param_ratio"], p["flops_ratio"], limit),
+            f"GRU minus LSTM test accuracy, paired over {n} seeds: {fmt_interval(iv)} (a match: "
+            f"the interval above -{band}). Cost, counted: parameters {cost['gru']['parameters']:,} "
+            f"/ {cost['lstm']['parameters']:,} = {p['param_ratio']:.2f}, GEMM FLOPs per training "
+            f"step (batch {cfg['batch']}, T={p['T']}) {p['flops_ratio']:.2f} (three quarters: "
+            f"both at most {limit:.2f}). Measured step time GRU/LSTM {timed} (geometric mean of "
+            "the seeds' ratios), as context only: the seeds' tasks may run side by side, so the "
+            "verdict rests on the counts.",
+            f"GRU − LSTM {iv['mean']:+.3f} accuracy at {p['flops_ratio']:.2f}× the FLOPs"))
     return out
 
 
+def tables(result):
+    """The tables of the report (:mod:`rnnlab.experiments.vowels_report`)."""
+    from .vowels_report import tables as report_tables
+
+    return report_tables(result)
+
+
 def plots(result, out_dir):
-    pyplot = plt()
-    fig, (ax_acc, ax_time) = pyplot.subplots(1, 2, figsize=(11, 4))
-    colors = {"mlp": "tab:gray", "mlp_cut": "tab:brown", "rnn": "tab:blue",
-              "lstm": "tab:orange", "gru": "tab:green"}
-    for i, (kind, m) in enumerate(result["models"].items()):
-        c = colors.get(kind, f"C{i}")
-        iv = m["accuracy"]
-        xs = i + np.linspace(-0.15, 0.15, len(m["accuracies"]))
-        ax_acc.scatter(xs, m["accuracies"], color=c, s=14, alpha=0.7)
-        err = None if iv["low"] is None else [[iv["mean"] - iv["low"]], [iv["high"] - iv["mean"]]]
-        ax_acc.errorbar([i + 0.3], [iv["mean"]], yerr=err, fmt="o", color="black", capsize=3)
-        for j, r in enumerate(result["runs"][kind]):
-            ax_time.plot([p["seconds"] for p in r["curve"]],
-                         [p["test_accuracy"] for p in r["curve"]],
-                         color=c, lw=0.9, alpha=0.6, label=_label(result, kind) if j == 0 else None)
-    ax_acc.axhline(0.941, color="tab:red", lw=0.8, ls=":", label="Kudo et al. 1999 (0.941)")
-    ax_acc.axhline(0.95, color="tab:purple", lw=0.8, ls="--", label="1-NN DTW (≈ 0.95)")
-    ax_acc.axhspan(0.97, 0.99, color="tab:green", alpha=0.12, label="best published (0.97-0.99)")
-    ax_acc.set_xticks(range(len(result["models"])),
-                      [_label(result, k).replace(" (", "\n(") for k in result["models"]],
-                      fontsize=7)
-    ax_acc.set(ylabel="test accuracy", title="Test accuracy per seed, mean and 95 % interval")
-    for th in THRESHOLDS:
-        ax_time.axhline(th, color="grey", lw=0.8, ls="--")
-    ax_time.set(xlabel="training seconds", ylabel="test accuracy", ylim=(0.7, 1.0),
-                title="Test accuracy against training time (one line per seed)")
-    for ax in (ax_acc, ax_time):
-        ax.legend(fontsize=7, loc="lower right")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out_dir / "vowels.png"
-    fig.savefig(path, dpi=110)
-    pyplot.close(fig)
-    return [path]
+    """The figure of the report (:mod:`rnnlab.experiments.vowels_report`)."""
+    from .vowels_report import plots as report_plots
+
+    return report_plots(result, out_dir)
