@@ -26,7 +26,7 @@ from . import html as H
 from . import markdown as M
 from .style import read_caption
 
-TITLE = "rnnlab compare: MLP, vanilla RNN and LSTM, measured"
+TITLE = "rnnlab compare: MLP, vanilla RNN, LSTM and GRU, measured"
 VERDICT_WORD = {"supported": "supported", "not supported": "not supported", "nuanced": "nuanced",
                 "undecided": "undecided"}
 SOURCE_SENTENCE = ("Every verdict below is computed from the numbers in results.json; rerun "
