@@ -243,6 +243,44 @@ def test_compiled_loops_equal_the_reference(N, H):
                                            err_msg=f"trial {trial}")
 
 
+@pytest.mark.parametrize("pool", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_packed_products_equal_the_reference(monkeypatch, pool, reverse):
+    """float32, the per-step products of both directions on a packed W_hh (one core or the
+    BLAS pool): the same as NumPy's loops within float32 rounding, and they did run."""
+    from rnnlab.functional import _blas_pool, _gru_fused, _loops_numpy, _packed, gru
+    from rnnlab.functional.backend import numba_available
+    N, H, T, I = 8, 64, 5, 7
+    if not numba_available() or not _packed.usable(N, H, np.float32):
+        pytest.skip("the packed products need numba, FMA and proven kernels")
+    if pool and _blas_pool.threads() < 2:
+        pytest.skip("no BLAS pool here")
+    calls = []
+    for name in ("packed_matmul", "PanelProduct"):
+        real = getattr(_packed, name)
+        monkeypatch.setattr(_packed, name,
+                            lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    monkeypatch.setitem(_gru_fused.KNOBS, "packed", True)
+    monkeypatch.setitem(_gru_fused.KNOBS, "pool", pool)
+    rng = np.random.default_rng(11)
+    w_ih = (0.3 * rng.standard_normal((3 * H, I))).astype(np.float32)
+    w_hh = (0.3 * rng.standard_normal((3 * H, H))).astype(np.float32)
+    b_ih, b_hh = (rng.standard_normal((2, 3 * H)) * 0.5).astype(np.float32)
+    x = rng.standard_normal((T, N, I)).astype(np.float32)
+    h0 = rng.standard_normal((N, H)).astype(np.float32)
+    g, g_h = rng.standard_normal((2, T, N, H)).astype(np.float32)
+    results = []
+    for loops in (_loops_numpy, _gru_fused):
+        monkeypatch.setattr(gru, "_gru_loops", lambda n, h, *where, _l=loops: _l)
+        (out, h_n), cache = gru.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
+        got = [out.copy(), h_n.copy()]
+        grad_x, grad_h0, grads = gru.gru_backward(cache, g, g_h[0])
+        results.append(got + [grad_x, grad_h0, *grads])
+    assert calls, "the packed product never ran"
+    for want, got in zip(*results):
+        assert_close(got, want, np.float32)
+
+
 # ------------------------------------------------------------------ bad input
 
 

@@ -176,25 +176,34 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
 
 
 
-def gru_forward_loop(gates, gh_n, states, weight_hh, bias_hn, reverse, zero_start=False):
+def gru_forward_loop(gates, gh_n, states, weight_hh, bias_hn, reverse, zero_start=False,
+                     step_product=None):
     """gates (T, N, 3H) hold gx_t (+ b_hr, b_hz) and receive [r z n]_t.
 
     gh_n (T, N, H) receives h_{t-1} W_hnᵀ + b_hn (bias_hn (H,) or None); states
     (T+1, N, H) holds the initial state and receives h_t. With ``zero_start``
-    the initial h is zero and the first step's GEMM is skipped.
+    the initial h is zero and the first step's GEMM is skipped. ``step_product``
+    (a faster path's) is ``(recur (N, 3H), prev) -> f(t)`` making f(t) write
+    recur = h_{t-1} W_hhᵀ; by default NumPy's matmul does.
     """
     T, N, G = gates.shape
     H = G // 3
     out, prev = state_views(states, reverse)
-    weight_hh_t = _recurrent_operand(weight_hh, T)  # (H, 3H)
     recur = np.zeros((N, G), dtype=gates.dtype)  # h_{t-1} W_hhᵀ
+    if step_product is None:
+        weight_hh_t = _recurrent_operand(weight_hh, T)  # (H, 3H)
+
+        def product(t):
+            np.matmul(prev[t], weight_hh_t, out=recur)
+    else:
+        product = step_product(recur, prev)
     r_h = np.empty((N, H), dtype=gates.dtype)  # r_t ⊙ gh_n
     with np.errstate(over="ignore"):
         for k, t in enumerate(sweep(T, reverse)):
             rz, n = gates[t][:, :2 * H], gates[t][:, 2 * H:]  # (N, 2H), (N, H)
             r, z = rz[:, :H], rz[:, H:]
             if k or not zero_start:
-                np.matmul(prev[t], weight_hh_t, out=recur)
+                product(t)
                 rz += recur[:, :2 * H]
             if bias_hn is None:
                 gh_n[t] = recur[:, 2 * H:]

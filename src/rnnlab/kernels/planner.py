@@ -113,15 +113,16 @@ def planned_loops(cell, batch, hidden, dtype, steps, reverse):
     """The loops module (or a wrapper setting its knobs) that the plan of this shape runs."""
     plan = plan_for(cell, batch, hidden, dtype, steps, reverse)
     if cell == "gru" and plan.get("loops") == "fused" and backend.numba_available():
-        from ..functional import _gru_fused  # the GRU's own fused loops (no knobs)
-        return _gru_fused
+        from ..functional import _gru_fused  # the GRU's own fused loops, same knobs
+        return _loops_of(plan, _gru_fused)
     return _loops_of(plan)
 
 
 _wrappers: dict[tuple, object] = {}
 
 
-def _loops_of(plan: dict):
+def _loops_of(plan: dict, fused=None):
+    """``fused``: the module the "fused" plans run (default _loops_fused; the GRU's its own)."""
     loops = plan.get("loops", "numpy")
     if loops != "numpy" and not backend.numba_available():
         loops = "numpy"  # e.g. a pinned plan from a machine with numba
@@ -131,13 +132,15 @@ def _loops_of(plan: dict):
     if loops == "numba":
         from ..functional import _loops_numba
         return _loops_numba
-    from ..functional import _loops_fused
+    if fused is None:
+        from ..functional import _loops_fused as fused
     knobs = (plan.get("packed"), plan.get("pool"))
     if knobs == (None, None):
-        return _loops_fused
-    if knobs not in _wrappers:
-        _wrappers[knobs] = _Knobbed(_loops_fused, {"packed": knobs[0], "pool": knobs[1]})
-    return _wrappers[knobs]
+        return fused
+    key = (fused.__name__, knobs)
+    if key not in _wrappers:
+        _wrappers[key] = _Knobbed(fused, {"packed": knobs[0], "pool": knobs[1]})
+    return _wrappers[key]
 
 
 class _Knobbed:

@@ -53,10 +53,14 @@ def candidates(cell: str, batch: int, hidden: int, dtype) -> dict:
     if not backend.numba_available():
         return found
     found["numba"] = {"loops": "numba"}
-    if cell == "gru":  # its fused loops have no knobs: NumPy's forward, a compiled backward
-        found["fused"] = {"loops": "fused"}
-        return found
     from ..functional import _blas_pool, _packed
+    if cell == "gru":  # its fused loops: a compiled backward, the products packed or not
+        found["fused"] = {"loops": "fused", "packed": False, "pool": False}
+        if _packed.usable(batch, hidden, dtype) and _packed.usable(batch, 3 * hidden, dtype):
+            for on_pool in (False, True) if _blas_pool.threads() > 1 else (False,):
+                plan = {"loops": "fused", "packed": True, "pool": on_pool}
+                found[plan_name(plan)] = plan
+        return found
     columns = 4 * hidden if cell == "lstm" else hidden
     packable = _packed.usable(batch, columns, dtype)
     pool = np.dtype(dtype) == np.float32 and _blas_pool.threads() > 1
