@@ -497,6 +497,22 @@ def test_rank1_weight_gradient_writes_and_adds(backend, dtype, contiguous):
     np.testing.assert_allclose(grad, expected, **tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_weight_gradient_of_no_rows_adds_nothing_or_writes_zeros(dtype):
+    """Zero rows (a sequence's steps from a zero state): aᵀb is zero; added, nothing
+    changes, and written over stale contents, they become zeros."""
+    from rnnlab.functional.linear import accumulate_outer
+
+    rng = np.random.default_rng(48)
+    a, b = np.empty((0, 6), dtype), np.empty((0, 4), dtype)
+    start = rng.standard_normal((6, 4)).astype(dtype)
+    grad = start.copy()
+    accumulate_outer(grad, a, b, overwrite=False)
+    np.testing.assert_array_equal(grad, start)
+    accumulate_outer(grad, a, b, overwrite=True)
+    np.testing.assert_array_equal(grad, np.zeros_like(start))
+
+
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_backward_runs_with_the_loops_of_its_forward(backend, kind):
     """Changing the backend between forward and backward changes nothing: the backward
