@@ -248,10 +248,12 @@ def test_compiled_loops_equal_the_reference(N, H):
 def test_packed_products_equal_the_reference(monkeypatch, pool, reverse):
     """float32, the per-step products of both directions on a packed W_hh (one core or the
     BLAS pool): the same as NumPy's loops within float32 rounding, and they did run."""
-    from rnnlab.functional import _blas_pool, _gru_fused, _loops_numpy, _packed, gru
     from rnnlab.functional.backend import numba_available
+    if not numba_available():
+        pytest.skip("the packed products need numba")
+    from rnnlab.functional import _blas_pool, _gru_fused, _loops_numpy, _packed, gru
     N, H, T, I = 8, 64, 5, 7
-    if not numba_available() or not _packed.usable(N, H, np.float32):
+    if not _packed.usable(N, H, np.float32):
         pytest.skip("the packed products need numba, FMA and proven kernels")
     if pool and _blas_pool.threads() < 2:
         pytest.skip("no BLAS pool here")
