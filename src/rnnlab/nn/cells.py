@@ -77,16 +77,8 @@ class _Cell(_RecurrentBase):
         return s + f", dtype={self.dtype}"
 
 
-class RNNCell(_Cell):
-    """One Elman step ``h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)``.
-
-    Shape: x (N, I) or (I,); h (N, H) or (H,), None for zeros -> h' like h.
-    Attributes: weight_ih (H, I), weight_hh (H, H), bias_ih, bias_hh (H,), U(-1/√H, 1/√H).
-    """
-
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
-                 dtype=np.float32, rng=None):
-        super().__init__("RNN", input_size, hidden_size, bias, nonlinearity, dtype, rng)
+class _SingleStateCell(_Cell):
+    """forward/backward of the cells whose state is h alone (RNNCell and GRUCell)."""
 
     def forward(self, x, h=None):
         """x, h -> h'."""
@@ -97,6 +89,19 @@ class RNNCell(_Cell):
         """grad_h' -> (grad_x, grad_h); adds the parameter gradients."""
         grad_x, (grad_h,) = self._step_backward((grad_h_new,))
         return grad_x, grad_h
+
+
+class RNNCell(_SingleStateCell):
+    """One Elman step ``h' = act(x W_ihᵀ + b_ih + h W_hhᵀ + b_hh)``.
+
+    Shape: x (N, I) or (I,); h (N, H) or (H,), None for zeros -> h' like h.
+    Attributes: weight_ih (H, I), weight_hh (H, H), bias_ih, bias_hh (H,), U(-1/√H, 1/√H).
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
+                 dtype=np.float32, rng=None):
+        super().__init__("RNN", input_size, hidden_size, bias, nonlinearity, dtype, rng)
+
 
 
 class LSTMCell(_Cell):

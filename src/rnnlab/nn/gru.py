@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .recurrent import _Cell, _SequenceLayer
+from .cells import _SingleStateCell
+from .recurrent import _SingleStateLayer
 
 
-class GRU(_SequenceLayer):
+class GRU(_SingleStateLayer):
     """Multi-layer GRU with gates r, z, n (torch order), fused into one GEMM per step.
 
     Per layer and step (σ the sigmoid, ⊙ elementwise)::
@@ -40,23 +41,8 @@ class GRU(_SequenceLayer):
         super().__init__("GRU", input_size, hidden_size, num_layers, "tanh", bias,
                          batch_first, bidirectional, dtype=dtype, rng=rng)
 
-    def forward(self, x, h0=None):
-        """x -> (output, h_n). See the class docstring for shapes."""
-        output, (h_n,) = super().forward(x, h0)
-        return output, h_n
 
-    def backward(self, grad_output, grad_h_n=None, *, input_grad=True, state_grad=True):
-        """(grad_output, grad_h_n) -> (grad_x, grad_h0); None means a zero gradient.
-
-        Adds every parameter gradient into ``param.grad``. With
-        ``input_grad=False`` grad_x is None and its GEMM is skipped; with
-        ``state_grad=False`` the same holds for grad_h0.
-        """
-        grad_x, grad_states = self._backward(grad_output, (grad_h_n,), input_grad, state_grad)
-        return grad_x, None if grad_states is None else grad_states[0]
-
-
-class GRUCell(_Cell):
+class GRUCell(_SingleStateCell):
     """One GRU step: r, z, n as in :class:`GRU`, ``h' = (1 - z) ⊙ n + z ⊙ h``.
 
     Shape: x (N, I) or (I,); h (N, H) or (H,), None for zeros -> h' like h.
@@ -65,13 +51,3 @@ class GRUCell(_Cell):
 
     def __init__(self, input_size, hidden_size, bias=True, *, dtype=np.float32, rng=None):
         super().__init__("GRU", input_size, hidden_size, bias, "tanh", dtype, rng)
-
-    def forward(self, x, h=None):
-        """x, h -> h'."""
-        (h_new,) = self._step_forward(x, None if h is None else (h,))
-        return h_new
-
-    def backward(self, grad_h_new):
-        """grad_h' -> (grad_x, grad_h); adds the parameter gradients."""
-        grad_x, (grad_h,) = self._step_backward((grad_h_new,))
-        return grad_x, grad_h

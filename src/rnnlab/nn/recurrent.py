@@ -17,7 +17,7 @@ import numpy as np
 from ._checks import check_array, check_dtype, check_positive_int, require_cache
 from ._packed_layers import PackedCache, backward_packed, forward_packed
 from ._recurrent_base import GATES, _check_nonlinearity, _RecurrentBase
-from .cells import LSTMCell, RNNCell, _Cell  # noqa: F401 (_Cell: the base of nn/gru.py's cell)
+from .cells import LSTMCell, RNNCell  # noqa: F401 (importable from here, as before the split)
 from .utils.rnn import PackedSequence
 
 __all__ = ["RNN", "LSTM", "RNNCell", "LSTMCell"]
@@ -186,7 +186,27 @@ class _SequenceLayer(_RecurrentBase):
         return s + f", dtype={self.dtype}"
 
 
-class RNN(_SequenceLayer):
+class _SingleStateLayer(_SequenceLayer):
+    """forward/backward of the layers whose state is h alone (the RNN and the GRU)."""
+
+    def forward(self, x, h0=None):
+        """x -> (output, h_n). See the class docstring for shapes."""
+        output, (h_n,) = super().forward(x, h0)
+        return output, h_n
+
+    def backward(self, grad_output, grad_h_n=None, *, input_grad=True, state_grad=True):
+        """(grad_output, grad_h_n) -> (grad_x, grad_h0); None means a zero gradient.
+
+        Adds every parameter gradient into ``param.grad``. With
+        ``input_grad=False`` grad_x is None and its GEMM is skipped (as torch
+        skips it for an input that does not require grad); with
+        ``state_grad=False`` the same holds for grad_h0.
+        """
+        grad_x, grad_states = self._backward(grad_output, (grad_h_n,), input_grad, state_grad)
+        return grad_x, None if grad_states is None else grad_states[0]
+
+
+class RNN(_SingleStateLayer):
     """Multi-layer Elman RNN, ``h_t = act(x_t W_ihᵀ + b_ih + h_{t-1} W_hhᵀ + b_hh)``.
 
     Args:
@@ -220,23 +240,6 @@ class RNN(_SequenceLayer):
                  batch_first=False, bidirectional=False, *, dtype=np.float32, rng=None):
         super().__init__("RNN", input_size, hidden_size, num_layers, nonlinearity, bias,
                          batch_first, bidirectional, dtype=dtype, rng=rng)
-
-    def forward(self, x, h0=None):
-        """x -> (output, h_n). See the class docstring for shapes."""
-        output, (h_n,) = super().forward(x, h0)
-        return output, h_n
-
-    def backward(self, grad_output, grad_h_n=None, *, input_grad=True, state_grad=True):
-        """(grad_output, grad_h_n) -> (grad_x, grad_h0); None means a zero gradient.
-
-        Adds every parameter gradient into ``param.grad``. With
-        ``input_grad=False`` grad_x is None and its GEMM is skipped (as torch
-        skips it for an input that does not require grad); with
-        ``state_grad=False`` the same holds for grad_h0.
-        """
-        grad_x, grad_states = self._backward(grad_output, (grad_h_n,), input_grad, state_grad)
-        return grad_x, None if grad_states is None else grad_states[0]
-
 
 class LSTM(_SequenceLayer):
     """Multi-layer LSTM with gates i, f, g, o (torch order), fused into one GEMM.
