@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels import planner
-from . import _loops_numpy
 from ._loops_numpy import state_views as _state_views
-from .backend import loops_for
 from .linear import accumulate_outer, add_into, column_sum, outer_sum
-from .recurrent import _NO_OVERWRITE, _check_dtypes, _input_projection, _nonzero_h_prev
+from .recurrent import _NO_OVERWRITE, _check_dtypes, _input_projection, _loops, _nonzero_h_prev
 
 
 def _gru_loops(batch, hidden, x=None, reverse=False):
@@ -32,16 +29,7 @@ def _gru_loops(batch, hidden, x=None, reverse=False):
     x (T, N, I) (see rnnlab.kernels.planner), else by backend.py's size rule: the NumPy
     reference, numba's whole loop for small steps, or for large ones NumPy's forward with
     a compiled backward (_gru_fused)."""
-    if x is not None:
-        return planner.planned_loops("gru", batch, hidden, x.dtype, x.shape[0], reverse)
-    choice = loops_for(batch, hidden)
-    if choice == "numba":
-        from . import _loops_numba
-        return _loops_numba
-    if choice == "fused":
-        from . import _gru_fused
-        return _gru_fused
-    return _loops_numpy
+    return _loops(batch, hidden, None if x is None else "gru", x, reverse, fused="_gru_fused")
 
 
 def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=False):

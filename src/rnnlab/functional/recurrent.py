@@ -21,6 +21,8 @@ training step close to what BPTT must keep.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 from ..kernels import planner
@@ -30,9 +32,10 @@ from .backend import loops_for
 from .linear import accumulate_outer, add_into, column_sum, outer_sum
 
 
-def _loops(batch, hidden, cell=None, x=None, reverse=False):
+def _loops(batch, hidden, cell=None, x=None, reverse=False, fused="_loops_fused"):
     """The loops that run this step shape: as planned (see rnnlab.kernels.planner) for
-    ``cell`` ("lstm", "rnn_tanh", "rnn_relu") and x (T, N, I), else by backend.py's rule."""
+    ``cell`` ("lstm", "gru", "rnn_tanh", "rnn_relu") and x (T, N, I), else by backend.py's
+    rule, with ``fused`` naming the module of the "fused" choice (the GRU has its own)."""
     if cell is not None:
         return planner.planned_loops(cell, batch, hidden, x.dtype, x.shape[0], reverse)
     choice = loops_for(batch, hidden)
@@ -40,8 +43,7 @@ def _loops(batch, hidden, cell=None, x=None, reverse=False):
         from . import _loops_numba
         return _loops_numba
     if choice == "fused":
-        from . import _loops_fused
-        return _loops_fused
+        return importlib.import_module(f"{__package__}.{fused}")
     return _loops_numpy
 
 
