@@ -382,20 +382,28 @@ def test_largest_points_by_flops():
 
 
 def test_time_point_times_the_gemm_between_the_sides(monkeypatch):
-    """With a GEMM, a point's rounds are rnnlab, GEMM, torch (each side keeps the callable
-    it follows everywhere else), the GEMM does not count toward the repeats, and each
-    median lands in its own column: the local shares divide by the GEMM's."""
+    """With a GEMM, a point's rounds are rnnlab, GEMM, then every peer (each side keeps the
+    callable it follows everywhere else), the GEMM does not count toward the repeats, and
+    each median lands in its own column: the local shares divide by the GEMM's, and each
+    peer's ratio is rnnlab's median over its own."""
     from rnnlab.bench import runner
+    from rnnlab.bench.peers import Side
 
-    class Pair:
-        def __init__(self):
-            self.rnnlab_step = lambda: 1.0
-            self.torch_step = lambda: np.float64(2.0)
+    steps = {name: (lambda v=v: v) for name, v in
+             (("rnnlab", 1.0), ("torch", 2.0), ("jax", 3.0), ("reference", 4.0))}
+    sides = [Side(name, steps[name], float, "numpy_blas",
+                  "flops_rnnlab" if name in ("rnnlab", "reference") else "flops")
+             for name in ("rnnlab", "torch", "jax", "reference")]
+    asked = {}
 
-    pair = Pair()
-    monkeypatch.setattr(runner, "make_pair", lambda *a, **k: pair)
+    def fake_sides(point, peers, **kw):
+        asked["peers"] = peers
+        return [s for s in sides if s.name == "rnnlab" or s.name in peers]
+
+    monkeypatch.setattr(runner, "build_sides", fake_sides)
     gemm_fn = lambda: None  # noqa: E731
-    seconds = {pair.rnnlab_step: 0.010, gemm_fn: 0.5, pair.torch_step: 0.020}
+    seconds = {steps["rnnlab"]: 0.010, gemm_fn: 0.5, steps["torch"]: 0.020,
+               steps["jax"]: 0.040, steps["reference"]: 0.005}
     seen = {}
 
     def fake_interleave(fns, **kw):
@@ -404,19 +412,31 @@ def test_time_point_times_the_gemm_between_the_sides(monkeypatch):
 
     monkeypatch.setattr(runner, "interleave", fake_interleave)
     point = Point("lstm", 4, 3, 8, 5)
-    config = BenchConfig(grid="tiny", warmup=1)
-    row = runner._time_point(point, config, True, [0.026, 0.176, 0.176], (gemm_fn, 10 ** 9))
-    assert seen["fns"] == [pair.rnnlab_step, gemm_fn, pair.torch_step]
-    assert seen["counted"] == [True, False, True] and seen["settle"] == [0.026, 0.176, 0.176]
-    assert row["rnnlab_median_s"] == 0.010 and row["torch_median_s"] == 0.020
+    config = BenchConfig(grid="tiny", warmup=1, vs=("reference", "torch", "jax"))
+    assert config.vs == ("torch", "jax", "reference")  # PEERS order, whatever was given
+    row = runner._time_point(point, config, [0.026, 0.176, 0.176, 0.01, 0.02],
+                             (gemm_fn, 10 ** 9))
+    assert asked["peers"] == ("torch", "jax", "reference")
+    assert seen["fns"] == [steps["rnnlab"], gemm_fn, steps["torch"], steps["jax"],
+                           steps["reference"]]
+    assert seen["counted"] == [True, False, True, True, True]
+    assert seen["settle"] == [0.026, 0.176, 0.176, 0.01, 0.02]
+    assert (row["rnnlab_median_s"], row["torch_median_s"], row["jax_median_s"],
+            row["reference_median_s"]) == (0.010, 0.020, 0.040, 0.005)
     assert row["ratio"] == pytest.approx(0.5)
+    assert row["ratio_jax"] == pytest.approx(0.25) and row["ratio_reference"] == pytest.approx(2)
+    assert (row["rnnlab_loss"], row["torch_loss"], row["jax_loss"], row["reference_loss"]) == (
+        1.0, 2.0, 3.0, 4.0)
     assert row["gemm_local_gflops"] == pytest.approx(2.0)  # 10^9 FLOPs in 0.5 s
-    for side in ("rnnlab", "torch"):
+    for side in ("rnnlab", "torch", "jax", "reference"):
         assert row[f"{side}_local_share"] == pytest.approx(row[f"{side}_gflops"] / 2.0)
-    row = runner._time_point(point, config, True, [0.026, 0.176])
-    assert seen["fns"] == [pair.rnnlab_step, pair.torch_step] and seen["counted"] == [True, True]
+    assert row["jax_gflops"] == pytest.approx(row["flops"] / 0.040 / 1e9)
+    assert row["reference_gflops"] == pytest.approx(row["flops_rnnlab"] / 0.005 / 1e9)
+    config = BenchConfig(grid="tiny", warmup=1, vs="torch")
+    row = runner._time_point(point, config, [0.026, 0.176])
+    assert seen["fns"] == [steps["rnnlab"], steps["torch"]] and seen["counted"] == [True, True]
     assert row["gemm_local_gflops"] is None and row["torch_local_share"] is None
-    assert row["ratio"] == pytest.approx(0.5)
+    assert row["ratio"] == pytest.approx(0.5) and "ratio_jax" not in row
 
 
 def test_largest_point_times_a_gemm_beside_it(monkeypatch):
@@ -442,4 +462,5 @@ def test_largest_point_times_a_gemm_beside_it(monkeypatch):
             assert row["gemm_local_gflops"] is None and row["rnnlab_local_share"] is None
         assert row["torch_local_share"] is None
     assert set(results["interleaving"]["settle_with_gemm_s"]) == {"rnnlab", "gemm"}
-    assert "%local" in runner.gemm_line(results)
+    from rnnlab.bench import render
+    assert "%local" in render.gemm_line(results)

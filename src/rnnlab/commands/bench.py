@@ -77,9 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(under a minute), full (3·2·3·3 points per model) [small]")
     parser.add_argument("--models", type=_models, default=_MODELS, metavar="LIST",
                         help="comma-separated models among mlp,rnn,lstm,gru [all]")
-    parser.add_argument("--vs", choices=("torch", "none"), default=None,
-                        help="time torch too, interleaved, or rnnlab alone "
-                             "[torch when it imports, else none]")
+    parser.add_argument("--vs", nargs="+", choices=("torch", "jax", "reference", "none"),
+                        default=None, metavar="PEER",
+                        help="peers timed beside rnnlab, interleaved: torch, jax (the same "
+                             "step under jax.jit and lax.scan; pip install 'rnnlab[jax]'), "
+                             "reference (rnnlab on its NumPy reference loops), or none "
+                             "(rnnlab alone) [torch when it imports, else none]")
     parser.add_argument("--threads", type=_positive_int, default=2,
                         help="threads for NumPy's BLAS and for torch [2]")
     parser.add_argument("--budget", type=_positive_float, default=None, metavar="SECONDS",
@@ -123,22 +126,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from rich.console import Console
 
-    from ..bench import (BenchConfig, backend, import_torch, render_memory,
-                         render_timing, run_memory, run_timing, write_results)
+    from ..bench import (BenchConfig, backend, render_memory, render_timing, run_memory,
+                         run_timing, write_results)
 
     console = Console() if Console().is_terminal else Console(width=200)
     if args.packed:
         return _run_packed(args, console)
-    vs = args.vs
-    if not args.memory:
-        if vs is None:
-            vs = "torch" if import_torch() is not None else "none"
-            if vs == "none":
-                console.print("[yellow]torch does not import: timing rnnlab alone[/]")
-        elif vs == "torch" and import_torch() is None:
-            raise CommandError("--vs torch: torch does not import; install it or use --vs none")
+    vs = _peers(args, console)
     try:
-        config = BenchConfig(grid=args.grid, models=args.models, vs=vs or "none",
+        config = BenchConfig(grid=args.grid, models=args.models, vs=vs,
                              threads=args.threads, budget=args.budget, warmup=args.warmup,
                              min_repeats=args.min_repeats, settle=args.settle,
                              block=args.block, retries=args.retries,
@@ -162,8 +158,11 @@ def run(args) -> int:
             with open(partial, "a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
 
-        results = run_timing(config, console=progress_console, progress=not args.no_progress,
-                             on_point=keep)
+        try:
+            results = run_timing(config, console=progress_console,
+                                 progress=not args.no_progress, on_point=keep)
+        except ImportError as exc:  # a peer found on the path that does not import
+            raise CommandError(f"--vs: {exc}") from None
         render_timing(results, console)
     try:
         paths = write_results(results, out, command=_command_line())
@@ -171,6 +170,31 @@ def run(args) -> int:
         raise CommandError(f"cannot write to {out}: {exc.strerror or exc}") from None
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
     return 0
+
+
+def _peers(args, console) -> tuple:
+    """The peers of ``--vs``, checked before the run: torch imports, jax is installed (it is
+    imported only by the run, after its thread setting), "none" stands alone."""
+    import importlib.util
+
+    from ..bench import import_torch
+
+    if args.memory:
+        return ()
+    if args.vs is None:
+        if import_torch() is None:
+            console.print("[yellow]torch does not import: timing rnnlab alone[/]")
+            return ()
+        return ("torch",)
+    if "none" in args.vs:
+        if len(args.vs) > 1:
+            raise CommandError(f"--vs none stands alone, got --vs {' '.join(args.vs)}")
+        return ()
+    if "torch" in args.vs and import_torch() is None:
+        raise CommandError("--vs torch: torch does not import; install it or use --vs none")
+    if "jax" in args.vs and importlib.util.find_spec("jax") is None:
+        raise CommandError("--vs jax: jax is not installed; pip install 'rnnlab[jax]'")
+    return tuple(dict.fromkeys(args.vs))
 
 
 def _output_folder(path):
