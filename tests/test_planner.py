@@ -333,3 +333,28 @@ def test_a_candidate_that_fails_is_left_out_and_named(monkeypatch, tmp_path):
     entry = timing.measure(("rnn_tanh", 4, 8, "float64", 3, False, 1))
     assert entry["failed"] == {"numba": "RuntimeError: no such kernel"}
     assert "numba" not in entry["timings"] and entry["chosen"] != "numba"
+
+
+@pytest.mark.parametrize("steps, step_seconds, expected", [
+    (8, 1e-4, 8),  # short steps: the whole capped run
+    (8, 5e-3, 4),  # 4 steps make RUN_SECONDS (0.02 s)
+    (8, 0.05, 2),  # long steps: two, the shortest run that packs W_hh
+    (1, 0.05, 1),  # a shape of one step times one step
+    (8, 0.0, 8),   # a clock too coarse to see the step
+])
+def test_run_length_shrinks_for_long_steps(steps, step_seconds, expected):
+    assert timing.RUN_SECONDS == 0.02
+    assert timing._run_length(steps, step_seconds, min(steps, 2)) == expected
+
+
+def test_timing_module_imports_first():
+    """Importing rnnlab.kernels.timing before anything else works (it imports
+    rnnlab.functional, which imports the planner, which needs timing)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", "from rnnlab.kernels import timing, planner; "
+                           "print(planner.plan_name({'loops': 'fused', 'packed': True}))"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "fused+packed"

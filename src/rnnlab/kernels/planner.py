@@ -17,17 +17,21 @@ random data of that shape, and the fastest is kept:
 
 Timing (:mod:`.timing`, where the constants named here live): each candidate
 runs two steps to warm up (compiling, packing; one that raises is left out and
-named in the plan's "failed"), then two steps timed: a candidate slower than
-``SCREEN_PRUNE`` times the best leaves (the whole loop at a large step is 10x
-slower and would cost most of the budget), and after the first full round one
-slower than ``PRUNE`` times the best. The rest run in rounds of ``min(T,
-T_CAP)`` steps, each timed (a short run repeated up to 2 ms, its fastest
-repeat counting), in a rotated order, until ``BUDGET_SECONDS`` of timed work
-(but at least ``MIN_ROUNDS`` rounds unless they pass twice that) or ``ROUNDS``
-rounds. A candidate's time is its fastest round. A path replaces the reference
-only when it is at least ``MARGIN`` faster: no planned choice is slower than
-the reference on the machine it was timed on (as far as a short timing can
-tell).
+named in the plan's "failed"); the reference's warm-up sets the length of a
+timed run: ``min(T, T_CAP)`` steps while they take under ``RUN_SECONDS``,
+fewer (down to two) for larger steps, so that planning a large shape costs
+rounds of a few steps, not of eight. Runs longer than two steps are screened
+first by a timed two-step run: a candidate slower than ``SCREEN_PRUNE`` times
+the best leaves (the whole loop at a large step is 10x slower and would cost
+most of the budget); with two-step runs the first round is the screen. After
+the first round, a candidate slower than ``PRUNE`` times the best leaves. The
+rest run in rounds, each run timed (a short run repeated up to 2 ms, its
+fastest repeat counting), in a rotated order, until ``BUDGET_SECONDS`` of
+timed work (but at least ``MIN_ROUNDS`` rounds unless they pass twice that) or
+``ROUNDS`` rounds. A candidate's time is its fastest round. A path replaces
+the reference only when it is at least ``MARGIN`` faster: no planned choice is
+slower than the reference on the machine it was timed on (as far as a short
+timing can tell).
 
 Plans are kept per process and in ``plans.json`` of the machine's cache folder
 (see :mod:`.cache`), with the timings they were chosen by (``rnnlab plan``
@@ -54,7 +58,6 @@ import threading
 
 from ..functional import backend
 from . import cache, timing
-from .timing import plan_name
 
 __all__ = ["MODES", "mode", "set_mode", "plan_for", "planned_loops", "entries", "in_use", "pin",
            "cached_plans", "forget", "plan_name"]
@@ -68,6 +71,13 @@ _lock = threading.RLock()
 _table: dict[tuple, dict] = {}  # (cell, N, H, dtype, T, reverse, threads) -> entry
 _pinned: dict[str, dict] = {}  # key text -> plan, from a checkpoint
 _state: dict = {}  # "mode": the setting; "disk": plans.json as read once
+
+
+def plan_name(plan: dict) -> str:
+    """"numpy", "numba", "fused", "fused+packed", ... for a plan dict (see
+    :func:`.timing.plan_name`; looked up at call time: importing :mod:`.timing` first
+    imports rnnlab.functional, which imports this module)."""
+    return timing.plan_name(plan)
 
 
 def mode() -> str:

@@ -21,10 +21,15 @@ from ..functional import backend
 __all__ = ["BUDGET_SECONDS", "MARGIN", "candidates", "choose", "measure", "forced_plan"]
 
 BUDGET_SECONDS = 0.25  # timed work per new shape (plus one short warm-up run per candidate)
+# A timed run holds min(T, T_CAP) steps while the reference's step is short, and fewer (down
+# to 2, below which the packed products do not pack) once its steps add up past this: at
+# LSTM N=256 H=512 a run of 8 steps took 0.3-2 s per candidate, and planning the shape 9 s.
+RUN_SECONDS = 0.02
 ROUNDS = 5
 MIN_ROUNDS = 2  # a burst of outside load in one round does not decide alone
 MIN_SAMPLE, MAX_REPEATS = 2e-3, 20  # a sample repeats a short run (see _timed)
-PRUNE = 2.0  # after the first full round
+PRUNE = 1.5  # after the first full round: the reference always stays, so this only drops
+# paths that lose to the best by half (never the plan's safety against the reference)
 # The 2-step screen is more lenient: a path that packs W_hh once per sequence pays that
 # over 2 steps there, not over min(T, 8), and must not leave for it.
 SCREEN_PRUNE = 4.0
@@ -74,14 +79,15 @@ def candidates(cell: str, batch: int, hidden: int, dtype) -> dict:
 
 
 def choose(runs: dict, clock=time.perf_counter, budget: float = BUDGET_SECONDS,
-           rounds: int = ROUNDS, warm=None, screen=None):
+           rounds: int = ROUNDS, warm=None, screen=None, first_prune: float = PRUNE):
     """(name, {name: seconds}, {name: seconds}): the fastest of ``runs`` ({name: callable},
     the reference first), its timings, and the screening times.
 
     ``warm`` ({name: callable}, default ``runs``) runs once each, untimed. ``screen``
     ({name: callable}: a shorter run), if given, runs once each, timed, and a candidate
     slower than SCREEN_PRUNE times the best leaves before the rounds of ``runs``; after
-    the first round, one slower than PRUNE times the best. Rounds go on until ``budget`` seconds, at least MIN_ROUNDS of them
+    the first round, one slower than ``first_prune`` times the best (PRUNE; SCREEN_PRUNE
+    when the runs are as short as a screen and no screen ran). Rounds go on until ``budget`` seconds, at least MIN_ROUNDS of them
     unless they pass twice the budget, at most ``rounds``; each round in a rotated order.
     A candidate's time is its fastest round; the reference stays unless beaten by MARGIN.
     """
@@ -100,7 +106,7 @@ def choose(runs: dict, clock=time.perf_counter, budget: float = BUDGET_SECONDS,
         for name in live[done % len(live):] + live[:done % len(live)]:
             samples[name].append(_timed(runs[name], clock))
         if done == 0:
-            live = _survivors(live, {name: samples[name][0] for name in live}, PRUNE)
+            live = _survivors(live, {name: samples[name][0] for name in live}, first_prune)
         spent = clock() - start
         if spent >= budget and (done + 1 >= MIN_ROUNDS or spent >= 2 * budget):
             break
@@ -168,6 +174,14 @@ def _nothing():
     pass
 
 
+def _run_length(steps: int, step_seconds: float, shortest: int) -> int:
+    """Steps per timed run: ``min(steps, T_CAP)`` (``steps`` is capped already) while they
+    take under RUN_SECONDS at ``step_seconds`` each, fewer for longer steps, never fewer
+    than ``shortest``."""
+    fit = int(RUN_SECONDS / step_seconds) if step_seconds > 0 else steps
+    return max(shortest, min(steps, fit))
+
+
 def load():
     """The 1-minute load average (other work on the machine skews the timings), or None."""
     try:
@@ -184,19 +198,27 @@ def measure(key: tuple) -> dict:
     run = _runner(cell, batch, hidden, np.dtype(dtype), reverse)
     began = time.perf_counter()
     failed = {}
+    reference_seconds = None
     for name, plan in list(found.items()):
         try:
+            warm_began = time.perf_counter()
             run(plan, min(steps, 2))  # warm: compiles, packs (from 2 steps), touches pages
+            if name == "numpy":  # the reference compiles nothing: its run sets the length
+                reference_seconds = (time.perf_counter() - warm_began) / min(steps, 2)
         except Exception as exc:  # noqa: BLE001 - a path that fails here is not a candidate
             if name == "numpy":
                 raise
             failed[name] = f"{type(exc).__name__}: {exc}"[:200]
             del found[name]
-    runs, screen = ({name: (lambda plan=plan, k=k: run(plan, k)) for name, plan in found.items()}
-                    for k in (steps, min(steps, 2)))
+    steps_timed = _run_length(steps, reference_seconds, min(steps, 2))
+    runs = {name: (lambda plan=plan: run(plan, steps_timed)) for name, plan in found.items()}
+    screen = None  # a run of 2 steps is the screen itself: no separate one
+    if steps_timed > min(steps, 2):
+        screen = {name: (lambda plan=plan: run(plan, min(steps, 2))) for name, plan in found.items()}
     chosen, timings, screened = choose(runs, budget=BUDGET_SECONDS, screen=screen,
-                                       warm={name: _nothing for name in runs})
-    return {"plan": found[chosen], "chosen": chosen, "steps_timed": steps,
+                                       warm={name: _nothing for name in runs},
+                                       first_prune=PRUNE if screen is not None else SCREEN_PRUNE)
+    return {"plan": found[chosen], "chosen": chosen, "steps_timed": steps_timed,
             "timings": {name: round(t, 7) for name, t in timings.items()},
             "screen": {name: round(t, 7) for name, t in screened.items()},
             "seconds": round(time.perf_counter() - began, 3), "load": load(),
