@@ -101,6 +101,7 @@ def test_configure_threads_after_import_changes_nothing(monkeypatch):
 
 _CHILD = """
 import json, os, sys
+import rnnlab, rnnlab.bench, rnnlab.cli  # none of them may import jax (it fixes the threads)
 from rnnlab.bench._jax_models import configure_threads
 threads = int(sys.argv[1])
 note = configure_threads(threads) if threads else ""
@@ -111,11 +112,12 @@ print(json.dumps({"note": note, "value": value, "threads": len(os.listdir("/proc
 """
 
 
-def _child(threads: int) -> dict:
+def _child(threads: int, **environ: str) -> dict:
     """Run _CHILD in a fresh interpreter (an XLA flag is read once, and a bad one aborts)."""
     env = {**os.environ, "PYTHONPATH": SRC}
     for name in ("PJRT_NPROC", "NPROC", "XLA_FLAGS"):
         env.pop(name, None)
+    env.update(environ)
     done = subprocess.run([sys.executable, "-c", _CHILD, str(threads)], env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -124,8 +126,9 @@ def _child(threads: int) -> dict:
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc")
 def test_configure_threads_one_thread_in_a_child():
-    """threads=1 sets PJRT_NPROC and the single-thread flag, jax still runs, and XLA starts
-    fewer threads than by default (on a machine with more than one core)."""
+    """threads=1 sets PJRT_NPROC and the single-thread flag after rnnlab is imported (so
+    rnnlab never imports jax), jax still runs, and XLA starts fewer threads than by default
+    (on a machine with more than one core)."""
     child = _child(1)
     assert child["PJRT_NPROC"] == "1"
     assert child["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false"
@@ -139,3 +142,5 @@ def test_configure_threads_all_cores_sets_nothing():
     child = _child(os.cpu_count() or 1)
     assert child["PJRT_NPROC"] is None and child["XLA_FLAGS"] is None
     assert "nothing set" in child["note"]
+    child = _child(os.cpu_count() or 1, PJRT_NPROC="3")  # the user's own setting is kept
+    assert child["PJRT_NPROC"] == "3" and "PJRT_NPROC=3 from the environment" in child["note"]

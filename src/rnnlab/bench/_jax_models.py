@@ -76,7 +76,8 @@ def configure_threads(threads: int) -> str:
     also adds ``--xla_cpu_multi_thread_eigen=false`` to ``XLA_FLAGS`` (keeping any
     flags already there); on jax 0.10 that flag alone does not confine the work to
     one thread, ``PJRT_NPROC=1`` does. Nothing is set when ``threads`` reaches
-    ``os.cpu_count()`` (XLA's default already uses all cores), nor when jax is
+    ``os.cpu_count()`` (XLA's default already uses all cores; a ``PJRT_NPROC``
+    from the environment is left alone and named in the note), nor when jax is
     already imported (the setting could no longer take effect).
 
     Returns a one-line note of what was set, for the benchmark's log.
@@ -89,6 +90,9 @@ def configure_threads(threads: int) -> str:
         return (f"jax threads: not set to {threads} (jax was already imported; "
                 f"its CPU pool keeps PJRT_NPROC={os.environ.get('PJRT_NPROC', 'unset')})")
     if threads >= cores:
+        outside = os.environ.get("PJRT_NPROC")
+        if outside is not None:  # left alone, but the note must not claim all cores
+            return f"jax threads: nothing set; PJRT_NPROC={outside} from the environment sizes the pool"
         return f"jax threads: XLA's default pool, all {cores} cores (nothing set)"
     os.environ["PJRT_NPROC"] = str(threads)
     note = f"jax threads: PJRT_NPROC={threads}"
