@@ -144,3 +144,15 @@ def test_configure_threads_all_cores_sets_nothing():
     assert "nothing set" in child["note"]
     child = _child(os.cpu_count() or 1, PJRT_NPROC="3")  # the user's own setting is kept
     assert child["PJRT_NPROC"] == "3" and "PJRT_NPROC=3 from the environment" in child["note"]
+
+
+def test_without_jax(monkeypatch):
+    """A missing jax gives import_jax() None and jax_step a clear ImportError."""
+    from rnnlab.bench._jax_models import import_jax
+
+    point, net = _random_case("rnn", 0)
+    x, y = make_data(point)
+    monkeypatch.setitem(sys.modules, "jax", None)  # `import jax` raises ImportError
+    assert import_jax() is None
+    with pytest.raises(ImportError, match="jax is not installed"):
+        jax_step(point, net.state_dict(), x, y)
