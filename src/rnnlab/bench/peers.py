@@ -22,7 +22,8 @@ from typing import Callable
 from ..functional.backend import use_backend
 from ..optim import SGD
 from .config import PEERS
-from .models import Point, build_rnnlab, import_torch, make_pair, rnnlab_step
+from ._jax_models import import_jax  # imports jax only when called
+from .models import Point, build_rnnlab, make_pair, rnnlab_step
 
 __all__ = ["PEERS", "PEER_LIBRARY", "Side", "build_sides", "import_jax"]
 
@@ -49,15 +50,6 @@ class Side:
     loss: Callable[[object], float]
     library: str
     flops_key: str
-
-
-def import_jax():
-    """The jax module, or None when it is not installed (or fails to import)."""
-    try:
-        import jax
-    except Exception:  # ImportError, or a broken install
-        return None
-    return jax
 
 
 def _reference(point: Point, seed: int, lr: float, momentum: float, x, y) -> Side:
