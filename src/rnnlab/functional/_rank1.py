@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _blas_pool
-from .backend import lazy_kernel
+from .backend import compiled_from, lazy_kernel
 
 
 def _build():
@@ -72,10 +72,11 @@ def outer_into(grad: np.ndarray, a: np.ndarray, b: np.ndarray, add: bool) -> Non
 
     From ``_blas_pool.MIN_ELEMENTS`` elements the rows are split over NumPy's BLAS
     threads (the pass is memory-bound: 2 threads write 8 MB in ~0.2 against ~0.35 ms);
-    every element is computed by the same compiled code either way.
+    every element is computed by the same compiled code either way. Below this machine's
+    crossover (:mod:`rnnlab.kernels.crossover`) NumPy's form runs: the same bits.
     """
     kernel = _kernel()
-    if kernel is not None and grad.flags.c_contiguous:
+    if kernel is not None and grad.flags.c_contiguous and grad.size >= compiled_from("outer"):
         readable = (a.dtype == b.dtype == grad.dtype and a.shape == grad.shape[:1]
                     and b.shape == grad.shape[1:] and a.flags.c_contiguous
                     and b.flags.c_contiguous)  # the job reads raw rows of grad's dtype

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import lazy_kernel
+from .backend import compiled_from, lazy_kernel
 
 
 def _build_kernels():
@@ -70,10 +70,11 @@ _kernels = lazy_kernel(_build_kernels)
 
 
 def _flat_kernels(*arrays):
-    """The compiled kernels if every array is C-contiguous with one dtype (else None)."""
+    """The compiled kernels if every array is C-contiguous with one dtype and they are
+    large enough to pay on this machine (:mod:`rnnlab.kernels.crossover`), else None."""
     kernels = _kernels()
     if kernels is None or not all(a.flags.c_contiguous and a.dtype == arrays[0].dtype
-                                  for a in arrays):
+                                  for a in arrays) or arrays[0].size < compiled_from("activation"):
         return None
     return kernels
 

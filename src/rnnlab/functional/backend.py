@@ -100,6 +100,19 @@ def lazy_kernel(build):
     return get
 
 
+def compiled_from(kind: str) -> int:
+    """The element count from which the compiled helper pass of ``kind`` ("sgd",
+    "sgd_momentum", "outer", "activation") beats its NumPy form here (0: always); timed
+    once per machine by :mod:`rnnlab.kernels.crossover`, imported on first use."""
+    if not _crossover:
+        from ..kernels.crossover import min_elements
+        _crossover.append(min_elements)
+    return _crossover[0](kind)
+
+
+_crossover: list = []
+
+
 def set_backend(name: str) -> None:
     """Choose the backend for every later forward and backward."""
     global _current

@@ -56,6 +56,8 @@ from __future__ import annotations
 import os
 import threading
 
+import numpy as np
+
 from ..functional import backend
 from . import cache, timing
 
@@ -71,6 +73,7 @@ _lock = threading.RLock()
 _table: dict[tuple, dict] = {}  # (cell, N, H, dtype, T, reverse, threads) -> entry
 _pinned: dict[str, dict] = {}  # key text -> plan, from a checkpoint
 _state: dict = {}  # "mode": the setting; "disk": plans.json as read once
+_dtype_text: dict = {}  # dtype -> its name
 
 
 def plan_name(plan: dict) -> str:
@@ -112,7 +115,10 @@ def plan_for(cell: str, batch: int, hidden: int, dtype, steps: int, reverse: boo
     if not backend.numba_available():
         return timing.REFERENCE
     from ..functional import _blas_pool
-    key = (cell, batch, hidden, str(dtype), min(steps, T_CAP), bool(reverse), _blas_pool.threads())
+    text = _dtype_text.get(dtype)
+    if text is None:  # str(dtype) costs ~1 µs, on every step otherwise
+        text = _dtype_text.setdefault(dtype, str(np.dtype(dtype)))
+    key = (cell, batch, hidden, text, min(steps, T_CAP), bool(reverse), _blas_pool.threads())
     entry = _table.get(key)
     if entry is None:
         entry = _resolve(key)

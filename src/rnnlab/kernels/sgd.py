@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional import _blas_pool
-from ..functional.backend import lazy_kernel
+from ..functional.backend import compiled_from, lazy_kernel
 
 __all__ = ["compiled_update"]
 
@@ -90,12 +90,14 @@ def _pooled_sgd(flat, hyper, nesterov) -> bool:
 
 def compiled_update(d, g, buf, scratch, lr, momentum, dampening, weight_decay, nesterov) -> bool:
     """p (d) updated in place by SGD from g, in one compiled pass; False (nothing done) when
-    it cannot run: no numba or the "numpy" backend, a first momentum step (``buf`` None
+    it cannot run or would not pay: no numba or the "numpy" backend, fewer elements than
+    this machine's crossover (:mod:`.crossover`), a first momentum step (``buf`` None
     with momentum: the buffer is created by the NumPy path), or an array that is not
     C-contiguous. Shapes: d, g, buf (the momentum buffer or None), scratch (used as the
     buffer argument without momentum): one shape and dtype."""
     fused = _fused_sgd_kernel()
-    if fused is None or (momentum != 0 and buf is None) or not (
+    if fused is None or (momentum != 0 and buf is None) or d.size < compiled_from(
+            "sgd_momentum" if momentum != 0 else "sgd") or not (
             d.flags.c_contiguous and g.flags.c_contiguous
             and (buf is None or buf.flags.c_contiguous)):  # reshape(-1) must be a view
         return False
