@@ -97,3 +97,27 @@ def test_cli_refuses_bad_peers(monkeypatch, tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_cli_with_jax_sets_its_threads_first(tmp_path):
+    """`rnnlab bench --vs jax reference --threads 1` in a fresh process: XLA's pool is sized
+    before jax is imported (the machine facts say so), and every point has both ratios and
+    a finite loss on every side."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "rnnlab", "bench", "--grid", "tiny", "--models",
+                           "rnn,lstm", "--vs", "jax", "reference", "--threads", "1", "--budget",
+                           "0.01", "--no-progress", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "bench.json").read_text())
+    assert results["peers"] == ["jax", "reference"]
+    assert "PJRT_NPROC=1" in results["machine"]["jax_threads_note"]
+    assert results["machine"]["jax"]
+    for row in results["points"]:
+        assert row["ratio_jax"] > 0 and row["ratio_reference"] > 0 and row["ratio"] is None
+        assert all(np.isfinite(row[f"{side}_loss"]) for side in ("rnnlab", "jax", "reference"))
+    assert "÷ jax" in (out / "bench.md").read_text()
