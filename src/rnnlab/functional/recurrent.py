@@ -277,14 +277,14 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
                                 zero_start=zero_start)
     else:
         # The fused loops take σ(x) as (1 + tanh(x/2))/2, with the ½ in W_ih's rows, and add
-        # the bias with each step's recurrent part (see loops_fused).
+        # the bias with each step's recurrent part (see rnnlab.kernels.loops_fused).
         _input_projection(x, weight_ih, None, None, gates, row_scale(4 * H, dtype))
         loops.lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse,
                                 zero_start=zero_start, bias=_bias_sum(bias_ih, bias_hh))
     h_out, _ = _state_views(h_states, reverse)
     last = 0 if reverse else T
     # The backward runs with these loops whatever the backend is by then: what the gate
-    # buffer holds after the forward is theirs to read (see loops_fused).
+    # buffer holds after the forward is theirs to read (see rnnlab.kernels.loops_fused).
     cache = (x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh,
              bias_ih is not None, reverse, zero_start, loops)
     return (h_out, h_states[last], c_states[last]), cache
