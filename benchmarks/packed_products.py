@@ -8,14 +8,14 @@ idle worker spins as it would in a step):
 
 - ``blas``: OpenBLAS, in the layout the fused loops would give it
   (feature-major for N ≤ H/8, batch-major above);
-- ``one``: :mod:`rnnlab.functional._packed` on a weight packed once, one core;
+- ``one``: :mod:`rnnlab.kernels.packed_gemm` on a weight packed once, one core;
 - ``pool``: the same kernel with the panels split over OpenBLAS's own threads
-  (:mod:`rnnlab.functional._blas_pool`), called as the loops call it
-  (:class:`rnnlab.functional._packed.PanelProduct`).
+  (:mod:`rnnlab.kernels.blas_pool`), called as the loops call it
+  (:class:`rnnlab.kernels.packed_gemm.PanelProduct`).
 
 It prints the median µs of each and marks with * the way rnnlab takes
-(``_loops_fused._product_threads``). The rules in ``_loops_fused`` and
-``_packed.POOL_MIN_MACS`` come from this table.
+(``loops_fused._product_threads``). The rules in ``loops_fused`` and
+``packed_gemm.POOL_MIN_MACS`` come from this table.
 
     python benchmarks/packed_products.py --threads 2
 """
@@ -35,7 +35,7 @@ except ImportError:  # a checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from rnnlab.bench.machine import pinned_threads  # noqa: E402
-from rnnlab.functional import _loops_fused, _packed  # noqa: E402
+from rnnlab.kernels import loops_fused, packed_gemm  # noqa: E402
 
 
 def alternate(calls, repeats: int) -> list[float]:
@@ -54,7 +54,7 @@ def alternate(calls, repeats: int) -> list[float]:
 
 def _products(n: int, hidden: int, rng):
     """(label, blas, one, pool, taken) for the forward and the backward product."""
-    from rnnlab.functional import _blas_pool
+    from rnnlab.kernels import blas_pool
     G = 4 * hidden
     w = rng.standard_normal((G, hidden)).astype(np.float32)
     w_t = np.ascontiguousarray(w.T)  # (H, 4H): the backward's feature-major copy
@@ -62,28 +62,28 @@ def _products(n: int, hidden: int, rng):
     d = rng.standard_normal((n, G)).astype(np.float32)
     out, out_t = np.empty((n, G), np.float32), np.empty((G, n), np.float32)
     dh, dh_t = np.empty((n, hidden), np.float32), np.empty((hidden, n), np.float32)
-    feature_major = _loops_fused._feature_major_product(n, hidden)
-    pool = _blas_pool.threads()
+    feature_major = loops_fused._feature_major_product(n, hidden)
+    pool = blas_pool.threads()
     rows = []
     for label, a, panels, result, want, blas in (
-            ("fwd", h, _packed.pack_transposed(w), out, h @ w.T,
+            ("fwd", h, packed_gemm.pack_transposed(w), out, h @ w.T,
              (lambda: np.matmul(w, h.T, out=out_t)) if feature_major
              else (lambda: np.matmul(h, w.T, out=out))),
-            ("bwd", d, _packed.pack_columns(w), dh, d @ w,
+            ("bwd", d, packed_gemm.pack_columns(w), dh, d @ w,
              (lambda: np.matmul(w_t, d.T, out=dh_t)) if feature_major
              else (lambda: np.matmul(d, w, out=dh)))):
-        _packed.packed_matmul(a, panels, result)
+        packed_gemm.packed_matmul(a, panels, result)
         np.testing.assert_allclose(result, want, rtol=1e-4, atol=1e-3)
 
         def one(a=a, panels=panels, result=result):
-            _packed.packed_matmul(a, panels, result, threads=1)
+            packed_gemm.packed_matmul(a, panels, result, threads=1)
 
-        product = _packed.PanelProduct(panels, result, n, a.strides[0] // 4, pool) if pool > 1 else None
+        product = packed_gemm.PanelProduct(panels, result, n, a.strides[0] // 4, pool) if pool > 1 else None
 
         def pooled(a=a, address=a.ctypes.data, product=product):
             product(address, a)  # as the loops call it, with A's address known
 
-        taken = _loops_fused._product_threads(n, hidden, result.shape[1], np.float32)
+        taken = loops_fused._product_threads(n, hidden, result.shape[1], np.float32)
         rows.append((label, blas, one, pooled if pool > 1 else None,
                      "blas" if taken == 0 else "one" if taken == 1 else "pool"))
     return rows

@@ -1,4 +1,4 @@
-"""Products on NumPy's own BLAS threads (rnnlab.functional._blas_pool) and the packed
+"""Products on NumPy's own BLAS threads (rnnlab.kernels.blas_pool) and the packed
 kernel run on them: which library is taken, the thread count it follows, and results
 the same bit for bit as on one thread, for random shapes."""
 
@@ -42,11 +42,11 @@ def test_the_pool_is_numpys_openblas_even_beside_scipys():
     import sys
     code = ("import scipy.linalg, os\n"
             "from threadpoolctl import threadpool_limits\n"
-            "from rnnlab.functional import _blas_pool\n"
+            "from rnnlab.kernels import blas_pool\n"
             "with threadpool_limits(2):\n"
-            "    print(_blas_pool.threads())\n"
-            "print(os.path.realpath(_blas_pool._state['controller'].filepath))\n"
-            "print(_blas_pool._state['shift'])\n")
+            "    print(blas_pool.threads())\n"
+            "print(os.path.realpath(blas_pool._state['controller'].filepath))\n"
+            "print(blas_pool._state['shift'])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          timeout=120).stdout.split("\n")
     assert out[0] == "2"
@@ -56,23 +56,23 @@ def test_the_pool_is_numpys_openblas_even_beside_scipys():
 
 @needs_pool
 def test_threads_follow_threadpool_limits():
-    from rnnlab.functional import _blas_pool
+    from rnnlab.kernels import blas_pool
     with threadpool_limits(1):
-        assert _blas_pool.threads() == 1
+        assert blas_pool.threads() == 1
     with threadpool_limits(2):
-        assert _blas_pool.threads() == 2
+        assert blas_pool.threads() == 2
 
 
 @needs_pool
 def test_run_asks_for_a_probed_pool():
-    from rnnlab.functional import _blas_pool
+    from rnnlab.kernels import blas_pool
     with threadpool_limits(2):
-        _blas_pool.threads()
+        blas_pool.threads()
     context = np.zeros(8, dtype=np.int64)
     with pytest.raises(RuntimeError, match="no BLAS thread pool"):
-        _blas_pool.run(0, 4, context, 1)
+        blas_pool.run(0, 4, context, 1)
     with pytest.raises(TypeError, match="int64"):
-        _blas_pool.run(0, 4, context.astype(np.int32), 2)
+        blas_pool.run(0, 4, context.astype(np.int32), 2)
 
 
 def test_packed_product_on_one_and_on_pool_threads():
@@ -80,12 +80,12 @@ def test_packed_product_on_one_and_on_pool_threads():
     bit for bit as on one: random sizes, leftover rows (M % 4), K across the 128-block,
     1-40 panels (fewer than threads included), strided rows of A; NaN-filled outputs catch
     a panel that no thread wrote."""
-    from rnnlab.functional import _blas_pool, _packed
-    if not _packed.HOST_HAS_FMA:
+    from rnnlab.kernels import blas_pool, packed_gemm
+    if not packed_gemm.HOST_HAS_FMA:
         pytest.skip("the packed products are used on CPUs with FMA only")
     rng = np.random.default_rng(131)
     with threadpool_limits(2):
-        pool = _blas_pool.threads()
+        pool = blas_pool.threads()
     if (_numpy_openblas_path() is not None and (os.cpu_count() or 1) > 1
             and os.environ.get("RNNLAB_BLAS_POOL", "").strip() != "0"):
         assert pool == 2  # then the split half below runs
@@ -95,54 +95,54 @@ def test_packed_product_on_one_and_on_pool_threads():
             wide = rng.standard_normal((M, K + 3)).astype(np.float32)
             a = wide[:, 1:1 + K]  # rows K + 3 apart
             b = rng.standard_normal((K, 64 * P)).astype(np.float32)
-            panels = _packed.pack_columns(b) if trial % 2 else _packed.pack_transposed(b.T.copy())
+            panels = packed_gemm.pack_columns(b) if trial % 2 else packed_gemm.pack_transposed(b.T.copy())
             one = np.full((M, 64 * P), np.nan, dtype=np.float32)
-            _packed.packed_matmul(a, panels, one, threads=1)
+            packed_gemm.packed_matmul(a, panels, one, threads=1)
             want = a.astype(np.float64) @ b.astype(np.float64)
             np.testing.assert_allclose(one, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
             if pool > 1:
                 split = np.full_like(one, np.nan)
-                _packed.packed_matmul(a, panels, split, threads=pool)
+                packed_gemm.packed_matmul(a, panels, split, threads=pool)
                 np.testing.assert_array_equal(split, one, err_msg=f"M={M} K={K} P={P}")
 
 
 @needs_pool
 def test_pool_threads_rule():
     """Two threads from POOL_MIN_MACS multiply-adds, with a whole 4-row tile and two panels."""
-    from rnnlab.functional import _packed
+    from rnnlab.kernels import packed_gemm
     with threadpool_limits(2):
-        assert _packed.pool_threads(16, 128, 512) == 2  # 2^20
-        assert _packed.pool_threads(16, 128, 511) == 1
-        assert _packed.pool_threads(3, 4096, 4096) == 1  # no whole tile
-        assert _packed.pool_threads(4096, 4096, 64) == 1  # one panel: nothing to split
+        assert packed_gemm.pool_threads(16, 128, 512) == 2  # 2^20
+        assert packed_gemm.pool_threads(16, 128, 511) == 1
+        assert packed_gemm.pool_threads(3, 4096, 4096) == 1  # no whole tile
+        assert packed_gemm.pool_threads(4096, 4096, 64) == 1  # one panel: nothing to split
     with threadpool_limits(1):
-        assert _packed.pool_threads(64, 512, 2048) == 1
+        assert packed_gemm.pool_threads(64, 512, 2048) == 1
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pack_transposed_equals_numpy(dtype):
     """The packing of Wᵀ (register tiles for float32): panel p holds columns 64p..64p+63
     of Wᵀ, bit for bit."""
-    from rnnlab.functional import _packed
+    from rnnlab.kernels import packed_gemm
     rng = np.random.default_rng(137)
     for rows, K in [(64, 1), (128, 17), (256, 130), (64 * 5, 33)]:
         w = rng.standard_normal((rows, K)).astype(dtype)
-        panels = _packed.pack_transposed(w)
+        panels = packed_gemm.pack_transposed(w)
         want = w.T.reshape(K, rows // 64, 64).transpose(1, 0, 2)
         np.testing.assert_array_equal(panels, want)
 
 
 def _count_pool_runs(monkeypatch):
     """Count the jobs handed to the pool (so that a test knows the split path ran)."""
-    from rnnlab.functional import _blas_pool
+    from rnnlab.kernels import blas_pool
     runs = []
-    real = _blas_pool.run_chunks
+    real = blas_pool.run_chunks
 
     def counting(*args, **kwargs):
         runs.append(args[1])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_blas_pool, "run_chunks", counting)
+    monkeypatch.setattr(blas_pool, "run_chunks", counting)
     return runs
 
 
@@ -180,7 +180,7 @@ def test_sgd_update_on_the_pool_equals_one_thread(monkeypatch, dtype, settings):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("add", [False, True])
 def test_outer_product_on_the_pool_equals_one_thread(monkeypatch, dtype, add):
-    from rnnlab.functional._rank1 import outer_into
+    from rnnlab.kernels.rank1 import outer_into
     runs = _count_pool_runs(monkeypatch)
     rng = np.random.default_rng(149)
     for rows, columns in [(512, 4096), (17, 20000), (1000, 333)]:
@@ -201,7 +201,7 @@ def test_outer_product_on_the_pool_equals_one_thread(monkeypatch, dtype, add):
 def test_outer_product_of_mixed_dtypes_stays_on_one_thread(monkeypatch):
     """The job reads a and b as grad's dtype: a float64 a next to a float32 grad must not
     reach it (it gave NaN), and gets the one-thread kernel's answer."""
-    from rnnlab.functional._rank1 import outer_into
+    from rnnlab.kernels.rank1 import outer_into
     runs = _count_pool_runs(monkeypatch)
     rng = np.random.default_rng(163)
     a, b = rng.standard_normal(512), rng.standard_normal(1024).astype(np.float32)
@@ -222,7 +222,7 @@ def test_lstm_passes_on_the_pool_equal_one_thread(monkeypatch, reverse, grad_out
     A float64 grad_output keeps the backward's gate gradients on the calling thread (the
     job reads float32 rows). Both arms run the recurrent products on the pool (from
     2^20 multiply-adds): the torch parity tests of the packed products cover those."""
-    from rnnlab.functional import _loops_fused, _numpy_tanh
+    from rnnlab.kernels import loops_fused, numpy_tanh
     from rnnlab.functional import recurrent as R
     from rnnlab.functional.backend import use_backend
     runs = _count_pool_runs(monkeypatch)
@@ -237,7 +237,7 @@ def test_lstm_passes_on_the_pool_equal_one_thread(monkeypatch, reverse, grad_out
     g_out = None if grad_output_dtype is None else rng.standard_normal((T, N, H)).astype(grad_output_dtype)
     results = []
     for pool in (False, True):
-        monkeypatch.setattr(_loops_fused, "POOL_MIN_UNITS", 1 << 16 if pool else 1 << 62)
+        monkeypatch.setattr(loops_fused, "POOL_MIN_UNITS", 1 << 16 if pool else 1 << 62)
         with threadpool_limits(2), use_backend("fused"):
             (out, h_n, c_n), cache = R.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
             out = out.copy()
@@ -250,7 +250,7 @@ def test_lstm_passes_on_the_pool_equal_one_thread(monkeypatch, reverse, grad_out
         np.testing.assert_array_equal(got, want, err_msg=name)
     backward_runs = 0 if grad_output_dtype == np.float64 else T
     # The add, then cell and hidden: two jobs with NumPy's tanh loop in them, else three.
-    forward_runs = (2 if _numpy_tanh.float32_loop() else 3) * T
+    forward_runs = (2 if numpy_tanh.float32_loop() else 3) * T
     assert len(runs) == forward_runs + backward_runs
 
 
@@ -262,10 +262,10 @@ def _bits(a):
 def fresh_tanh_lookup():
     """The NumPy-tanh lookup recomputed in the test, and again after it (a test that makes
     it fail must not leave a cached None behind)."""
-    from rnnlab.functional import _numpy_tanh
-    _numpy_tanh._checked_loop.cache_clear()
-    yield _numpy_tanh
-    _numpy_tanh._checked_loop.cache_clear()
+    from rnnlab.kernels import numpy_tanh
+    numpy_tanh._checked_loop.cache_clear()
+    yield numpy_tanh
+    numpy_tanh._checked_loop.cache_clear()
 
 
 def test_numpy_tanh_loop_is_found_and_gives_numpys_bits(fresh_tanh_lookup):
@@ -353,24 +353,24 @@ def test_lstm_forward_tanh_in_the_pool_jobs_is_bitwise_numpys(monkeypatch, N, H,
     whole 64-column panels) and runs feature-major: the gates' tanh stays a NumPy call
     after the transposed add, and one job a step does c, tanh(c) and h (two from a zero
     state). The jobs' contexts show which path ran."""
-    from rnnlab.functional import _blas_pool, _loops_fused, _numpy_tanh
-    found = _numpy_tanh.float32_loop()
+    from rnnlab.kernels import blas_pool, loops_fused, numpy_tanh
+    found = numpy_tanh.float32_loop()
     if found is None:
         pytest.skip("no NumPy tanh loop here")
-    assert N * H >= _loops_fused.POOL_MIN_UNITS
+    assert N * H >= loops_fused.POOL_MIN_UNITS
     with threadpool_limits(2):
-        feature_major = (not _loops_fused._product_threads(N, H, 4 * H, np.float32)
-                         and _loops_fused._feature_major_product(N, H))
+        feature_major = (not loops_fused._product_threads(N, H, 4 * H, np.float32)
+                         and loops_fused._feature_major_product(N, H))
     assert feature_major == (H == 520)
     tanh_fields = []
-    real = _blas_pool.run_chunks
+    real = blas_pool.run_chunks
 
     def recording(job, size, fields, count):
-        if job == _loops_fused._row_jobs()[0]:
+        if job == loops_fused._row_jobs()[0]:
             tanh_fields.append(fields[-2])
         return real(job, size, fields, count)
 
-    monkeypatch.setattr(_blas_pool, "run_chunks", recording)
+    monkeypatch.setattr(blas_pool, "run_chunks", recording)
     rng = np.random.default_rng(173 + N + H + T)
     f32 = np.float32
     G = 4 * H
@@ -387,8 +387,8 @@ def test_lstm_forward_tanh_in_the_pool_jobs_is_bitwise_numpys(monkeypatch, N, H,
         arrays = [gates.copy(), h_states.copy(), c_states.copy(), np.full((T, N, H), np.nan, f32)]
         with monkeypatch.context() as patch, threadpool_limits(2):
             if not new:
-                patch.setattr(_numpy_tanh, "float32_loop", lambda: None)
-            _loops_fused.lstm_forward_loop(*arrays, weight_hh, reverse, zero_start, bias)
+                patch.setattr(numpy_tanh, "float32_loop", lambda: None)
+            loops_fused.lstm_forward_loop(*arrays, weight_hh, reverse, zero_start, bias)
         results[new] = arrays
         if new:  # two jobs a step (one feature-major), each with the loop's address
             assert tanh_fields == [found[0]] * ((T + zero_start) if feature_major else 2 * T)
@@ -407,9 +407,9 @@ def test_the_pool_can_be_switched_off():
     import subprocess
     import sys
     code = ("from threadpoolctl import threadpool_limits\n"
-            "from rnnlab.functional import _blas_pool\n"
+            "from rnnlab.kernels import blas_pool\n"
             "with threadpool_limits(2):\n"
-            "    print(_blas_pool.threads())\n")
+            "    print(blas_pool.threads())\n")
     env = dict(os.environ, RNNLAB_BLAS_POOL="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, timeout=120)
@@ -424,7 +424,7 @@ def test_row_jobs_come_from_the_disk_cache_in_a_new_process(tmp_path):
     import subprocess
     import sys
 
-    code = ("from rnnlab.functional import _loops_fused as F\n"
+    code = ("from rnnlab.kernels import loops_fused as F\n"
             "F._row_jobs()\n")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from rnnlab.functional import _blas_pool
+from rnnlab.kernels import blas_pool
 from rnnlab.kernels import calibrate, planner, timing
 
 
@@ -44,8 +44,8 @@ def test_measured_once_then_read_from_disk(fresh, monkeypatch):
 
 def test_off_and_cached_modes_keep_the_constant(fresh):
     planner.set_mode("off")
-    assert calibrate.pool_min_elements(2) == _blas_pool.MIN_ELEMENTS
+    assert calibrate.pool_min_elements(2) == blas_pool.MIN_ELEMENTS
     calibrate._memo.clear()
     planner.set_mode("cached")
-    assert calibrate.pool_min_elements(2) == _blas_pool.MIN_ELEMENTS
+    assert calibrate.pool_min_elements(2) == blas_pool.MIN_ELEMENTS
     assert not fresh

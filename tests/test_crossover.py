@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnlab.functional import _rank1, activations, backend
+from rnnlab.functional import activations, backend
+from rnnlab.kernels import rank1
 from rnnlab.kernels import crossover, planner, sgd
 from rnnlab.kernels.calibrate import NEVER
 from rnnlab.nn.module import Parameter
@@ -114,7 +115,7 @@ def test_sgd_obeys_the_crossover_with_the_same_bits(monkeypatch, momentum):
 
 @needs_numba
 def test_outer_and_activations_obey_the_crossover_with_the_same_bits(monkeypatch):
-    outer_calls = _spy(monkeypatch, _rank1, "_kernel")
+    outer_calls = _spy(monkeypatch, rank1, "_kernel")
     act_calls = _spy(monkeypatch, activations, "_kernels")
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal(9).astype(np.float32), rng.standard_normal(5).astype(np.float32)
@@ -125,7 +126,7 @@ def test_outer_and_activations_obey_the_crossover_with_the_same_bits(monkeypatch
         grad = np.full((9, 5), 0.5, np.float32)
         before = (len(outer_calls), len(act_calls))
         with crossover.forced("outer", elements), crossover.forced("activation", elements):
-            _rank1.outer_into(grad, a, b, True)
+            rank1.outer_into(grad, a, b, True)
             sig = activations.sigmoid_backward(grad_y, y)
             tan = activations.tanh_backward(grad_y, y)
         ran = (len(outer_calls) - before[0], len(act_calls) - before[1])

@@ -211,13 +211,14 @@ def test_compiled_loops_equal_the_reference(N, H):
     from rnnlab.functional.backend import numba_available, use_backend
     if not numba_available():
         pytest.skip("the compiled loops need numba")
-    from rnnlab.functional import _gru_fused, _loops_numba, _loops_numpy, gru
+    from rnnlab.functional import _loops_numpy, gru
+    from rnnlab.kernels import gru_fused, loops_numba
     with use_backend("numba"):
-        assert gru._gru_loops(N, H) is _loops_numba
+        assert gru._gru_loops(N, H) is loops_numba
     with use_backend("fused"):
-        assert gru._gru_loops(N, H) is _gru_fused
+        assert gru._gru_loops(N, H) is gru_fused
     with use_backend("auto"):
-        assert gru._gru_loops(N, H) is (_loops_numba if N * H <= 256 else _gru_fused)
+        assert gru._gru_loops(N, H) is (loops_numba if N * H <= 256 else gru_fused)
     rng = np.random.default_rng(103 + N + H)
     T, I = 6, 5
     for trial, (reverse, give_h0, bias, give_grad) in enumerate(
@@ -229,7 +230,7 @@ def test_compiled_loops_equal_the_reference(N, H):
         x, h0 = rng.standard_normal((T, N, I)), rng.standard_normal((N, H)) if give_h0 else None
         g, g_h = rng.standard_normal((T, N, H)) if give_grad else None, rng.standard_normal((N, H))
         results = []
-        for loops in (_loops_numpy, _loops_numba, _gru_fused):
+        for loops in (_loops_numpy, loops_numba, gru_fused):
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(gru, "_gru_loops", lambda n, h, *where: loops)
                 (out, h_n), cache = gru.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
@@ -251,19 +252,20 @@ def test_packed_products_equal_the_reference(monkeypatch, pool, reverse):
     from rnnlab.functional.backend import numba_available
     if not numba_available():
         pytest.skip("the packed products need numba")
-    from rnnlab.functional import _blas_pool, _gru_fused, _loops_numpy, _packed, gru
+    from rnnlab.functional import _loops_numpy, gru
+    from rnnlab.kernels import blas_pool, gru_fused, packed_gemm
     N, H, T, I = 8, 64, 5, 7
-    if not _packed.usable(N, H, np.float32):
+    if not packed_gemm.usable(N, H, np.float32):
         pytest.skip("the packed products need numba, FMA and proven kernels")
-    if pool and _blas_pool.threads() < 2:
+    if pool and blas_pool.threads() < 2:
         pytest.skip("no BLAS pool here")
     calls = []
     for name in ("packed_matmul", "PanelProduct"):
-        real = getattr(_packed, name)
-        monkeypatch.setattr(_packed, name,
+        real = getattr(packed_gemm, name)
+        monkeypatch.setattr(packed_gemm, name,
                             lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
-    monkeypatch.setitem(_gru_fused.KNOBS, "packed", True)
-    monkeypatch.setitem(_gru_fused.KNOBS, "pool", pool)
+    monkeypatch.setitem(gru_fused.KNOBS, "packed", True)
+    monkeypatch.setitem(gru_fused.KNOBS, "pool", pool)
     rng = np.random.default_rng(11)
     w_ih = (0.3 * rng.standard_normal((3 * H, I))).astype(np.float32)
     w_hh = (0.3 * rng.standard_normal((3 * H, H))).astype(np.float32)
@@ -272,7 +274,7 @@ def test_packed_products_equal_the_reference(monkeypatch, pool, reverse):
     h0 = rng.standard_normal((N, H)).astype(np.float32)
     g, g_h = rng.standard_normal((2, T, N, H)).astype(np.float32)
     results = []
-    for loops in (_loops_numpy, _gru_fused):
+    for loops in (_loops_numpy, gru_fused):
         monkeypatch.setattr(gru, "_gru_loops", lambda n, h, *where, _l=loops: _l)
         (out, h_n), cache = gru.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=reverse)
         got = [out.copy(), h_n.copy()]

@@ -146,7 +146,7 @@ def test_packed_step_follows_the_backend():
     with use_backend("numpy"):
         assert type(step_for("LSTM", "tanh", 64, 256)) is LSTMStep
     if numba_available():
-        from rnnlab.functional._packed_cells_fused import FusedLSTMStep
+        from rnnlab.kernels.packed_cells_fused import FusedLSTMStep
         for name in ("auto", "numba", "fused"):
             with use_backend(name):
                 assert type(step_for("LSTM", "tanh", 4, 8)) is FusedLSTMStep

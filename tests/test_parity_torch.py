@@ -583,10 +583,10 @@ def test_feature_major_backward_matches_torch(torch, dtype, N, T):
     from rnnlab.functional.backend import numba_available, use_backend
     if not numba_available():
         pytest.skip("the fused loops are compiled")
-    from rnnlab.functional import _loops_fused
+    from rnnlab.kernels import loops_fused
     rng = np.random.default_rng(97 + N + T)
     H, I = 40, 6  # 4H = 160: no whole 64-column panels, so never the packed product
-    taken = _loops_fused._backward_feature_major(N, H, T)
+    taken = loops_fused._backward_feature_major(N, H, T)
     assert taken == (T >= (32 if N == 1 else 8))  # (5, 7): the batch-major product
     tdtype = getattr(torch, TORCH_DTYPE[dtype])
     ours = nn.LSTM(I, H, bidirectional=True, dtype=dtype, rng=rng)
@@ -613,7 +613,7 @@ def test_feature_major_backward_matches_torch(torch, dtype, N, T):
 @pytest.mark.parametrize("N,H", [(4, 64), (7, 64), (9, 80), (5, 16), (33, 64), (80, 64),
                                  (16, 256), (17, 256)])
 def test_packed_weight_products_match_torch(torch, N, H):
-    """float32 LSTM steps whose recurrent products run on a weight packed once (_packed),
+    """float32 LSTM steps whose recurrent products run on a weight packed once (packed_gemm),
     against torch: 4-row tiles plus leftover rows, forward only (H = 16, 80) or both
     directions (H = 64), on one thread; split over NumPy's BLAS threads (from 2^20
     multiply-adds: 16-17 x 256 both ways, 80 x 64 forward only); 80 x 64's backward,
@@ -621,15 +621,14 @@ def test_packed_weight_products_match_torch(torch, N, H):
     from rnnlab.functional.backend import numba_available, use_backend
     if not numba_available():
         pytest.skip("the packed products are compiled")
-    from rnnlab.functional import _loops_fused
-    from rnnlab.functional import _blas_pool, _packed
-    if not _packed.HOST_HAS_FMA:
+    from rnnlab.kernels import blas_pool, loops_fused, packed_gemm
+    if not packed_gemm.HOST_HAS_FMA:
         pytest.skip("the packed products are used on CPUs with FMA only")
-    forward = _loops_fused._product_threads(N, H, 4 * H, np.float32)
-    backward = _loops_fused._product_threads(N, H, H, np.float32)
-    pool = _blas_pool.threads()
-    big = pool > 1 and N * 4 * H * H >= _packed.POOL_MIN_MACS
-    one = int(N * H <= _loops_fused.PACKED_MAX_UNITS)
+    forward = loops_fused._product_threads(N, H, 4 * H, np.float32)
+    backward = loops_fused._product_threads(N, H, H, np.float32)
+    pool = blas_pool.threads()
+    big = pool > 1 and N * 4 * H * H >= packed_gemm.POOL_MIN_MACS
+    one = int(N * H <= loops_fused.PACKED_MAX_UNITS)
     assert forward == (pool if big else one)  # 4H columns: at least 2 panels here
     # H columns: the pool needs two panels to split, the packed kernel whole panels
     assert backward == (0 if H % 64 else pool if big and H >= 128 else one)
@@ -662,7 +661,7 @@ def test_packed_weight_products_match_torch(torch, N, H):
 @pytest.mark.parametrize("training", [False, True])
 def test_rnn_packed_weight_products_match_torch(torch, monkeypatch, N, H, kind, training):
     """float32 RNN steps whose products h_{t-1} W_hhᵀ and dpre_t W_hh run on a weight packed
-    once (_loops_fused), against torch, both directions: on one thread (5 x 64, 6 x 128),
+    once (loops_fused), against torch, both directions: on one thread (5 x 64, 6 x 128),
     split over NumPy's BLAS threads where there is a pool (from 2^20 multiply-adds:
     33 x 256 with a leftover row, 16 x 256), and 9 x 80 (no whole 64-column panels) on
     NumPy's loops. ``training``: as in a training step, no initial state, no gradient of
@@ -673,27 +672,26 @@ def test_rnn_packed_weight_products_match_torch(torch, monkeypatch, N, H, kind, 
     from rnnlab.functional.backend import numba_available, use_backend
     if not numba_available():
         pytest.skip("the packed products are compiled")
-    from rnnlab.functional import _loops_fused
-    from rnnlab.functional import _blas_pool, _packed
+    from rnnlab.kernels import blas_pool, loops_fused, packed_gemm
     from rnnlab.functional import recurrent as R
-    if not _packed.HOST_HAS_FMA:
+    if not packed_gemm.HOST_HAS_FMA:
         pytest.skip("the packed products are used on CPUs with FMA only")
     T, I = (40, 7) if training else (6, 7)
-    taken = _loops_fused._rnn_product_threads(np.empty((T + 1, N, H), np.float32), T)
-    pool = _blas_pool.threads()
-    big = pool > 1 and N * H * H >= _packed.POOL_MIN_MACS
-    one = int(N * H <= _loops_fused.PACKED_MAX_UNITS)
+    taken = loops_fused._rnn_product_threads(np.empty((T + 1, N, H), np.float32), T)
+    pool = blas_pool.threads()
+    big = pool > 1 and N * H * H >= packed_gemm.POOL_MIN_MACS
+    one = int(N * H <= loops_fused.PACKED_MAX_UNITS)
     assert taken == (0 if H % 64 else pool if big else one)
     calls, packs = [], []
-    real_matmul, real_call = _packed.packed_matmul, _packed.PanelProduct.__call__
-    real_pack = _packed.pack_columns
-    monkeypatch.setattr(_packed, "packed_matmul", lambda *a, **k: calls.append(1) or real_matmul(*a, **k))
-    monkeypatch.setattr(_packed.PanelProduct, "__call__",
+    real_matmul, real_call = packed_gemm.packed_matmul, packed_gemm.PanelProduct.__call__
+    real_pack = packed_gemm.pack_columns
+    monkeypatch.setattr(packed_gemm, "packed_matmul", lambda *a, **k: calls.append(1) or real_matmul(*a, **k))
+    monkeypatch.setattr(packed_gemm.PanelProduct, "__call__",
                         lambda self, *a: calls.append(1) or real_call(self, *a))
-    monkeypatch.setattr(_packed, "pack_columns", lambda w: packs.append(1) or real_pack(w))
+    monkeypatch.setattr(packed_gemm, "pack_columns", lambda w: packs.append(1) or real_pack(w))
     block_steps = R._block_steps(T, N * H * 4)
     blocks = -(-T // block_steps)  # backward calls of the loop
-    kept = block_steps * N <= _loops_fused.KEEP_PACKED_MAX_ROWS
+    kept = block_steps * N <= loops_fused.KEEP_PACKED_MAX_ROWS
     rng = np.random.default_rng(89 + N + H + T)
     ours = nn.RNN(I, H, nonlinearity=kind, bidirectional=True, dtype=np.float32, rng=rng)
     theirs = torch.nn.RNN(I, H, nonlinearity=kind, bidirectional=True, dtype=torch.float32)

@@ -182,27 +182,27 @@ def test_a_forced_backend_is_not_planned(planning):
 def test_the_knobs_reach_the_fused_loops_and_are_restored(monkeypatch):
     if not backend.numba_available():
         pytest.skip("the fused loops are compiled")
-    from rnnlab.functional import _blas_pool, _loops_fused, _packed
+    from rnnlab.kernels import blas_pool, loops_fused, packed_gemm
     seen = []
-    monkeypatch.setattr(_loops_fused, "lstm_forward_loop",
-                        lambda *a, **k: seen.append(dict(_loops_fused.KNOBS)))
+    monkeypatch.setattr(loops_fused, "lstm_forward_loop",
+                        lambda *a, **k: seen.append(dict(loops_fused.KNOBS)))
     planner._loops_of({"loops": "fused", "packed": True, "pool": False}).lstm_forward_loop()
     assert seen == [{"packed": True, "pool": False}]
-    assert _loops_fused.KNOBS == {"packed": None, "pool": None}
-    assert planner._loops_of({"loops": "fused"}) is _loops_fused  # the rules: no wrapper
-    if not _packed.usable(8, 2048, np.float32):
+    assert loops_fused.KNOBS == {"packed": None, "pool": None}
+    assert planner._loops_of({"loops": "fused"}) is loops_fused  # the rules: no wrapper
+    if not packed_gemm.usable(8, 2048, np.float32):
         return
     big = (64, 512, 4 * 512, np.float32)  # past the one-core rule, PACKED_MAX_UNITS
-    monkeypatch.setitem(_loops_fused.KNOBS, "pool", False)
-    monkeypatch.setitem(_loops_fused.KNOBS, "packed", True)
-    assert _loops_fused._product_threads(*big) == 1
-    monkeypatch.setitem(_loops_fused.KNOBS, "packed", False)
-    assert _loops_fused._product_threads(8, 64, 256, np.float32) == 0
-    monkeypatch.setitem(_loops_fused.KNOBS, "packed", True)
-    monkeypatch.setitem(_loops_fused.KNOBS, "pool", True)
+    monkeypatch.setitem(loops_fused.KNOBS, "pool", False)
+    monkeypatch.setitem(loops_fused.KNOBS, "packed", True)
+    assert loops_fused._product_threads(*big) == 1
+    monkeypatch.setitem(loops_fused.KNOBS, "packed", False)
+    assert loops_fused._product_threads(8, 64, 256, np.float32) == 0
+    monkeypatch.setitem(loops_fused.KNOBS, "packed", True)
+    monkeypatch.setitem(loops_fused.KNOBS, "pool", True)
     small = (4, 64, 256, np.float32)  # far below POOL_MIN_MACS
-    assert _loops_fused._product_threads(*small) == _blas_pool.threads()
-    assert _loops_fused._row_threads(4, 64, np.float32) == _blas_pool.threads()
+    assert loops_fused._product_threads(*small) == blas_pool.threads()
+    assert loops_fused._row_threads(4, 64, np.float32) == blas_pool.threads()
 
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn_tanh", "rnn_relu", "gru"])
@@ -320,7 +320,7 @@ def test_a_plan_timed_on_a_busy_machine_is_timed_again_when_it_is_quieter(planni
 def test_a_candidate_that_fails_is_left_out_and_named(monkeypatch, tmp_path):
     if not backend.numba_available():
         pytest.skip("without numba there is nothing to choose")
-    from rnnlab.functional import _loops_numba
+    from rnnlab.kernels import loops_numba
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(planner, "_table", {})
     monkeypatch.setattr(planner, "_state", {})
@@ -329,7 +329,7 @@ def test_a_candidate_that_fails_is_left_out_and_named(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise RuntimeError("no such kernel")
 
-    monkeypatch.setattr(_loops_numba, "rnn_forward_loop", broken)
+    monkeypatch.setattr(loops_numba, "rnn_forward_loop", broken)
     entry = timing.measure(("rnn_tanh", 4, 8, "float64", 3, False, 1))
     assert entry["failed"] == {"numba": "RuntimeError: no such kernel"}
     assert "numba" not in entry["timings"] and entry["chosen"] != "numba"

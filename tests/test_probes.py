@@ -45,11 +45,11 @@ def test_cache_folder_honours_xdg_cache_home(monkeypatch, tmp_path):
 def test_a_crashing_probe_disables_its_path_and_is_remembered(fresh, monkeypatch):
     """The real probe of NumPy's tanh loop, made to abort in its child: the verdict says
     so, the caller gets no loop (and keeps np.tanh), and the verdict is on disk."""
-    from rnnlab.functional import _numpy_tanh
+    from rnnlab.kernels import numpy_tanh
     monkeypatch.setenv("RNNLAB_PROBE_TEST_ABORT", "numpy_tanh")
     assert not probes.proven("numpy_tanh")
     assert "SIGABRT" in probes.verdict("numpy_tanh")["detail"]
-    assert _numpy_tanh.float32_loop() is None
+    assert numpy_tanh.float32_loop() is None
     stored = json.loads((cache.machine_dir() / "probes.json").read_text())
     assert stored["numpy_tanh"]["ok"] is False
 
@@ -64,7 +64,8 @@ def test_the_pool_is_off_after_its_probe_crashed(tmp_path):
     code = (
         "import numpy as np\n"
         "from threadpoolctl import threadpool_limits\n"
-        "from rnnlab.functional import _blas_pool, recurrent as R\n"
+        "from rnnlab.functional import recurrent as R\n"
+        "from rnnlab.kernels import blas_pool\n"
         "from rnnlab.functional.backend import use_backend\n"
         "rng = np.random.default_rng(0)\n"
         "x = rng.standard_normal((2, 256, 3)).astype(np.float32)\n"
@@ -72,7 +73,7 @@ def test_the_pool_is_off_after_its_probe_crashed(tmp_path):
         "     for s in ((512, 3), (512, 128), (512,), (512,))]\n"
         "outs = []\n"
         "with threadpool_limits(2):\n"
-        "    print(_blas_pool.threads())\n"
+        "    print(blas_pool.threads())\n"
         "    for name in ('fused', 'numpy'):\n"
         "        with use_backend(name):\n"
         "            outs.append(R.lstm_forward(x, None, None, *w)[0][0].copy())\n"

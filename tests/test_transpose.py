@@ -1,4 +1,4 @@
-"""The register-tile transposes of the fused LSTM loops (rnnlab.functional._transpose),
+"""The register-tile transposes of the fused LSTM loops (rnnlab.kernels.transpose),
 against NumPy: random shapes around the 16 × 16 tile, strided rows, both dtypes, bit for bit."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _shapes(rng, count):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_transpose_into_equals_numpy(dtype):
-    from rnnlab.functional._transpose import transpose_into
+    from rnnlab.kernels.transpose import transpose_into
     rng = np.random.default_rng(101)
     for R, C in _shapes(rng, 12):
         wide = rng.standard_normal((R + 3, C + 7)).astype(dtype)
@@ -37,7 +37,7 @@ def test_transpose_into_equals_numpy(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_add_transposed_equals_numpy(dtype):
     """dst += scale ⊙ srcᵀ + bias, element by element in that order: NumPy's result exactly."""
-    from rnnlab.functional._transpose import add_transposed
+    from rnnlab.kernels.transpose import add_transposed
     rng = np.random.default_rng(103)
     for N, G in _shapes(rng, 12):
         dst = rng.standard_normal((N, G)).astype(dtype)
@@ -52,7 +52,7 @@ def test_add_transposed_equals_numpy(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_any_strides_take_the_scalar_loop(dtype):
     """Column-strided or Fortran-ordered arrays: still the right numbers."""
-    from rnnlab.functional._transpose import add_transposed, transpose_into
+    from rnnlab.kernels.transpose import add_transposed, transpose_into
     rng = np.random.default_rng(107)
     src = np.asfortranarray(rng.standard_normal((35, 20)).astype(dtype))
     dst = np.empty((40, 35), dtype=dtype)[::2]  # rows 2 apart, unit column stride

@@ -1,4 +1,14 @@
-"""Pure array functions, no state: for each op a forward and the backward under it."""
+"""Pure array functions, no state: for each op a forward and the backward under it.
+
+What a learner finds here is the math: the equations in the docstrings of
+:mod:`.linear`, :mod:`.activations`, :mod:`.losses`, :mod:`.recurrent` (Elman RNN,
+LSTM), :mod:`.gru` and :mod:`.packed_recurrent` (variable-length batches), and
+the time loops that run them in plain NumPy (:mod:`._loops_numpy`, the readable
+reference every other path is tested against). :mod:`.backend` says which loops
+run. The compiled and threaded paths (numba loops, the packed GEMM, OpenBLAS's
+thread pool) live in :mod:`rnnlab.kernels`, behind its planner: they compute the
+same equations, faster on some machines, and change no result beyond rounding.
+"""
 
 from .activations import (ACTIVATIONS, relu, relu_backward, sigmoid, sigmoid_backward,
                           tanh, tanh_backward)

@@ -28,8 +28,8 @@ def _gru_loops(batch, hidden, x=None, reverse=False):
     """The module whose GRU loops run a step of this size: as planned on this machine for
     x (T, N, I) (see rnnlab.kernels.planner), else by backend.py's size rule: the NumPy
     reference, numba's whole loop for small steps, or for large ones NumPy's forward with
-    a compiled backward (_gru_fused)."""
-    return _loops(batch, hidden, None if x is None else "gru", x, reverse, fused="_gru_fused")
+    a compiled backward (rnnlab.kernels.gru_fused)."""
+    return _loops(batch, hidden, None if x is None else "gru", x, reverse, fused="gru_fused")
 
 
 def gru_forward(x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, reverse=False):

@@ -12,7 +12,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from ._rank1 import outer_into
+# A module, not its function: importing rnnlab.kernels.rank1 first imports this package
+# (through functional.backend), so its outer_into is not defined yet while this runs.
+from ..kernels import rank1
 
 
 # For a batch of this many rows and a weight of at least this many elements, OpenBLAS
@@ -155,7 +157,7 @@ def accumulate_outer(grad: np.ndarray, a: np.ndarray, b: np.ndarray, overwrite: 
             grad.fill(0)
         return
     if a.shape[0] == 1:  # an outer product: never a GEMM with an inner dimension of 1
-        outer_into(grad, a[0], b[0], add=not overwrite)
+        rank1.outer_into(grad, a[0], b[0], add=not overwrite)
     elif overwrite or not grad.any():
         np.matmul(a.T, b, out=grad)
     else:

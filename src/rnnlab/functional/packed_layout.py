@@ -5,7 +5,7 @@ the rows of step t are the steps t of the ``batch_sizes[t]`` sequences that
 are at least t + 1 long, which are always the first ``batch_sizes[t]`` of the
 batch (the lengths are sorted). So row ``offsets[t] + j`` is step t of
 sequence j, for j < batch_sizes[t], and the active rows of every step are a
-prefix of the batch. (Not to be confused with :mod:`._packed`, which packs a
+prefix of the batch. (Not to be confused with :mod:`rnnlab.kernels.packed_gemm`, which packs a
 weight matrix for the BLAS kernels.)
 
 Example, lengths (3, 2, 2, 1): batch_sizes (4, 3, 1), offsets (0, 4, 7, 8)::

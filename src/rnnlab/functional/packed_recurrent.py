@@ -44,10 +44,10 @@ def step_for(mode: str, nonlinearity: str, batch: int, hidden: int):
 
     The NumPy reference of :mod:`.packed_cells`, except for the LSTM when the backend
     (:func:`rnnlab.functional.backend.loops_for`) is not "numpy": then the same step with
-    its elementwise passes compiled (:mod:`._packed_cells_fused`, which needs numba).
+    its elementwise passes compiled (:mod:`rnnlab.kernels.packed_cells_fused`, which needs numba).
     """
     if mode == "LSTM" and loops_for(batch, hidden) != "numpy":
-        from ._packed_cells_fused import FusedLSTMStep
+        from ..kernels.packed_cells_fused import FusedLSTMStep
         return FusedLSTMStep()
     return cell_for(mode, nonlinearity)
 

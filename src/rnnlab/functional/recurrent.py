@@ -32,7 +32,7 @@ from .backend import loops_for
 from .linear import accumulate_outer, add_into, column_sum, outer_sum
 
 
-def _loops(batch, hidden, cell=None, x=None, reverse=False, fused="_loops_fused"):
+def _loops(batch, hidden, cell=None, x=None, reverse=False, fused="loops_fused"):
     """The loops that run this step shape: as planned (see rnnlab.kernels.planner) for
     ``cell`` ("lstm", "gru", "rnn_tanh", "rnn_relu") and x (T, N, I), else by backend.py's
     rule, with ``fused`` naming the module of the "fused" choice (the GRU has its own)."""
@@ -40,10 +40,10 @@ def _loops(batch, hidden, cell=None, x=None, reverse=False, fused="_loops_fused"
         return planner.planned_loops(cell, batch, hidden, x.dtype, x.shape[0], reverse)
     choice = loops_for(batch, hidden)
     if choice == "numba":
-        from . import _loops_numba
-        return _loops_numba
+        from ..kernels import loops_numba
+        return loops_numba
     if choice == "fused":
-        return importlib.import_module(f"{__package__}.{fused}")
+        return importlib.import_module(f"rnnlab.kernels.{fused}")
     return _loops_numpy
 
 
@@ -277,14 +277,14 @@ def lstm_forward(x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None, re
                                 zero_start=zero_start)
     else:
         # The fused loops take σ(x) as (1 + tanh(x/2))/2, with the ½ in W_ih's rows, and add
-        # the bias with each step's recurrent part (see _loops_fused).
+        # the bias with each step's recurrent part (see rnnlab.kernels.loops_fused).
         _input_projection(x, weight_ih, None, None, gates, row_scale(4 * H, dtype))
         loops.lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse,
                                 zero_start=zero_start, bias=_bias_sum(bias_ih, bias_hh))
     h_out, _ = _state_views(h_states, reverse)
     last = 0 if reverse else T
     # The backward runs with these loops whatever the backend is by then: what the gate
-    # buffer holds after the forward is theirs to read (see _loops_fused).
+    # buffer holds after the forward is theirs to read (see rnnlab.kernels.loops_fused).
     cache = (x, gates, h_states, c_states, tanh_c, weight_ih, weight_hh,
              bias_ih is not None, reverse, zero_start, loops)
     return (h_out, h_states[last], c_states[last]), cache

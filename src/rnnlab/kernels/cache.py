@@ -71,7 +71,7 @@ def _version(package: str) -> str | None:
 
 def _blas() -> dict:
     """NumPy's BLAS as threadpoolctl sees it (OpenBLAS: its version and kernel)."""
-    from ..functional._blas_pool import numpy_openblas
+    from .blas_pool import numpy_openblas
     controller = numpy_openblas()
     if controller is None:
         return {"blas": "not openblas"}

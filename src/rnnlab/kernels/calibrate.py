@@ -1,10 +1,10 @@
 """From how many elements an elementwise pass pays on OpenBLAS's threads, timed here.
 
 The SGD update and the rank-1 weight gradient are memory-bound passes that
-:mod:`rnnlab.functional._blas_pool` can split over NumPy's BLAS threads. Handing
+:mod:`rnnlab.kernels.blas_pool` can split over NumPy's BLAS threads. Handing
 a job over costs ~10 µs on one machine and more on another, while a pass over
 2^18 float32 elements took 50-80 µs on the machine the old constant
-(``_blas_pool.MIN_ELEMENTS``) was measured on. So the crossover is timed here,
+(``blas_pool.MIN_ELEMENTS``) was measured on. So the crossover is timed here,
 once per machine, versions and thread count: the SGD pass over 2^14 .. 2^21
 float32 elements, on one thread and on the pool, each the fastest of a few
 repeats. The pool is taken from the smallest size from which it is at least
@@ -35,7 +35,7 @@ def pool_min_elements(threads: int) -> int:
     found = _memo.get(threads)
     if found is not None:
         return found
-    from ..functional import _blas_pool
+    from . import blas_pool
     how, key = planner.mode(), f"elementwise pool threads={threads}"
     stored = cache.read_json(_FILE).get(key) if how != "off" else None
     if isinstance(stored, dict) and isinstance(stored.get("min_elements"), int):
@@ -43,13 +43,13 @@ def pool_min_elements(threads: int) -> int:
     elif how == "measure":
         timed = _measure(threads)
         if timed is None:
-            found = _blas_pool.MIN_ELEMENTS
+            found = blas_pool.MIN_ELEMENTS
         else:
             found = threshold(*timed)
             cache.update_json(_FILE, {key: {"min_elements": found, "one_thread": timed[0],
                                             "pool": timed[1], "load": planner._load()}})
     else:
-        found = _blas_pool.MIN_ELEMENTS
+        found = blas_pool.MIN_ELEMENTS
     _memo[threads] = found
     return found
 
@@ -67,10 +67,10 @@ def threshold(one: dict, pool: dict) -> int:
 
 def _measure(threads: int):
     """({size: seconds on one thread}, {size: seconds on the pool}), or None without a pool."""
-    from ..functional import _blas_pool
+    from . import blas_pool
     from .sgd import _fused_sgd_kernel, _pooled_sgd_jobs
     kernel, jobs = _fused_sgd_kernel(), _pooled_sgd_jobs()
-    if kernel is None or jobs is None or threads < 2 or _blas_pool.threads() < 2:
+    if kernel is None or jobs is None or threads < 2 or blas_pool.threads() < 2:
         return None
     job = jobs[np.dtype(np.float32)].address
     rng = np.random.default_rng(0)
@@ -82,7 +82,7 @@ def _measure(threads: int):
         scalars = [hyper.dtype.type(h) for h in hyper]
         fields = [d.ctypes.data, g.ctypes.data, buf.ctypes.data, hyper.ctypes.data, 0, 0]
         runs = {"one": lambda: kernel(d, g, buf, *scalars, False),
-                "pool": lambda: _blas_pool.run_chunks(job, size, fields, threads)}
+                "pool": lambda: blas_pool.run_chunks(job, size, fields, threads)}
         for run in runs.values():
             run()  # warm: compiled, pages touched
         times = {name: min(timing._timed(run, time.perf_counter) for _ in range(3))

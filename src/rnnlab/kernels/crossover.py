@@ -3,7 +3,7 @@
 Three helpers of a training step have a NumPy form (2-6 ufunc calls) and a
 compiled form (one pass, the same arithmetic in the same order, so the same
 bits): the SGD update (:mod:`.sgd`), the rank-1 weight gradient
-(:mod:`rnnlab.functional._rank1`) and the sigmoid/tanh gradient passes
+(:mod:`rnnlab.kernels.rank1`) and the sigmoid/tanh gradient passes
 (:mod:`rnnlab.functional.activations`). Entering a compiled pass costs more
 than a ufunc call (numba's dispatch of 3-4 arrays, the checks around it): an
 SGD update (momentum 0) of 16 floats took 6.6 µs compiled against 3.5 µs in
@@ -51,8 +51,8 @@ def min_elements(kind: str) -> int:
     found = _memo.get(kind)
     if found is not None:
         return found
-    from ..functional import _blas_pool
-    threads = _blas_pool.threads()  # asked once: OpenBLAS's count costs a ctypes call
+    from . import blas_pool
+    threads = blas_pool.threads()  # asked once: OpenBLAS's count costs a ctypes call
     how, key = planner.mode(), f"compiled {kind} threads={threads}"
     stored = cache.read_json(_FILE).get(key) if how != "off" else None
     usable = isinstance(stored, dict) and isinstance(stored.get("min_elements"), int)
@@ -105,7 +105,7 @@ def _call(kind: str, size: int):
         optimizer.step()  # the momentum buffer exists from here on
         return optimizer.step
     if kind == "outer":
-        from ..functional._rank1 import outer_into
+        from .rank1 import outer_into
         cols = min(size, 64)
         grad = np.zeros((size // cols, cols), np.float32)
         a = rng.standard_normal(size // cols).astype(np.float32)

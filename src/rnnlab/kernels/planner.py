@@ -9,9 +9,9 @@ candidate path runs a forward and a backward of ``min(T, T_CAP)`` steps on
 random data of that shape, and the fastest is kept:
 
 - "numpy": the reference loops (:mod:`rnnlab.functional._loops_numpy`);
-- "numba": the whole time loop compiled (:mod:`._loops_numba`);
+- "numba": the whole time loop compiled (:mod:`.loops_numba`);
 - "fused", "fused+packed", "fused+pool", "fused+packed+pool": NumPy's GEMM and
-  tanh with the rest fused (:mod:`._loops_fused`), the per-step products on a
+  tanh with the rest fused (:mod:`.loops_fused`), the per-step products on a
   weight packed once or on OpenBLAS, the work on OpenBLAS's threads or not
   (the RNN's fused loops are NumPy's with packed products: only "+packed").
 
@@ -114,11 +114,11 @@ def plan_for(cell: str, batch: int, hidden: int, dtype, steps: int, reverse: boo
         return {"loops": setting}
     if not backend.numba_available():
         return timing.REFERENCE
-    from ..functional import _blas_pool
+    from . import blas_pool
     text = _dtype_text.get(dtype)
     if text is None:  # str(dtype) costs ~1 µs, on every step otherwise
         text = _dtype_text.setdefault(dtype, str(np.dtype(dtype)))
-    key = (cell, batch, hidden, text, min(steps, T_CAP), bool(reverse), _blas_pool.threads())
+    key = (cell, batch, hidden, text, min(steps, T_CAP), bool(reverse), blas_pool.threads())
     entry = _table.get(key)
     if entry is None:
         entry = _resolve(key)
@@ -129,8 +129,8 @@ def planned_loops(cell, batch, hidden, dtype, steps, reverse):
     """The loops module (or a wrapper setting its knobs) that the plan of this shape runs."""
     plan = plan_for(cell, batch, hidden, dtype, steps, reverse)
     if cell == "gru" and plan.get("loops") == "fused" and backend.numba_available():
-        from ..functional import _gru_fused  # the GRU's own fused loops, same knobs
-        return _loops_of(plan, _gru_fused)
+        from . import gru_fused  # the GRU's own fused loops, same knobs
+        return _loops_of(plan, gru_fused)
     return _loops_of(plan)
 
 
@@ -138,7 +138,7 @@ _wrappers: dict[tuple, object] = {}
 
 
 def _loops_of(plan: dict, fused=None):
-    """``fused``: the module the "fused" plans run (default _loops_fused; the GRU's its own)."""
+    """``fused``: the module the "fused" plans run (default loops_fused; the GRU's its own)."""
     loops = plan.get("loops", "numpy")
     if loops != "numpy" and not backend.numba_available():
         loops = "numpy"  # e.g. a pinned plan from a machine with numba
@@ -146,10 +146,10 @@ def _loops_of(plan: dict, fused=None):
         from ..functional import _loops_numpy
         return _loops_numpy
     if loops == "numba":
-        from ..functional import _loops_numba
-        return _loops_numba
+        from . import loops_numba
+        return loops_numba
     if fused is None:
-        from ..functional import _loops_fused as fused
+        from . import loops_fused as fused
     knobs = (plan.get("packed"), plan.get("pool"))
     if knobs == (None, None):
         return fused
@@ -160,7 +160,7 @@ def _loops_of(plan: dict, fused=None):
 
 
 class _Knobbed:
-    """A loops module whose ``*_loop`` functions run with its KNOBS set (see _loops_fused)."""
+    """A loops module whose ``*_loop`` functions run with its KNOBS set (see loops_fused)."""
 
     def __init__(self, module, knobs: dict):
         self._module, self._knobs = module, knobs

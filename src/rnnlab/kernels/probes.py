@@ -3,11 +3,11 @@
 Three fast paths rely on what another library does not promise:
 
 - ``blas_pool``: OpenBLAS's internal ``blas_level1_thread`` and its calling
-  convention (:mod:`rnnlab.functional._blas_pool`);
+  convention (:mod:`rnnlab.kernels.blas_pool`);
 - ``numpy_tanh``: NumPy's float32 tanh loop, found by address in the ufunc's
-  C struct and called from compiled code (:mod:`rnnlab.functional._numpy_tanh`);
+  C struct and called from compiled code (:mod:`rnnlab.kernels.numpy_tanh`);
 - ``llvm_kernels``: kernels written in LLVM IR through numba's and llvmlite's
-  extension API (:mod:`rnnlab.functional._packed`, :mod:`._transpose`).
+  extension API (:mod:`rnnlab.kernels.packed_gemm`, :mod:`.transpose`).
 
 If one of those changes, its first use can write through a wrong pointer: a
 segfault, which no ``except`` catches. So before the user's process runs a
@@ -42,9 +42,9 @@ __all__ = ["PROBES", "proven", "verdict", "verdicts", "forget"]
 # name -> "module:function"; the function runs in the child, returns a JSON-able dict with
 # "ok" (True, False, or None for "cannot tell here": not cached) and "detail".
 PROBES = {
-    "blas_pool": "rnnlab.functional._blas_pool:prove",
-    "numpy_tanh": "rnnlab.functional._numpy_tanh:prove",
-    "llvm_kernels": "rnnlab.functional._packed:prove",
+    "blas_pool": "rnnlab.kernels.blas_pool:prove",
+    "numpy_tanh": "rnnlab.kernels.numpy_tanh:prove",
+    "llvm_kernels": "rnnlab.kernels.packed_gemm:prove",
 }
 # Bumped when a probe's check changes, so that older verdicts are not trusted.
 PROBE_VERSION = 1

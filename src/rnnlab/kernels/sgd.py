@@ -3,8 +3,8 @@
 :class:`rnnlab.optim.SGD` writes the update as NumPy calls, 2-6 passes over the
 parameter. :func:`compiled_update` runs the same arithmetic element by element,
 in the same order, in one pass (when numba imports and the backend is not
-"numpy"); from ``_blas_pool.MIN_ELEMENTS`` elements it splits the parameter
-over NumPy's BLAS threads (see :mod:`rnnlab.functional._blas_pool`). Each
+"numpy"); from ``blas_pool.MIN_ELEMENTS`` elements it splits the parameter
+over NumPy's BLAS threads (see :mod:`rnnlab.kernels.blas_pool`). Each
 element is computed by the same compiled code either way, so the result is the
 same bit for bit on any thread count.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional import _blas_pool
+from . import blas_pool
 from ..functional.backend import compiled_from, lazy_kernel
 
 __all__ = ["compiled_update"]
@@ -48,11 +48,11 @@ def _build_pooled_sgd():
     import numba
     from numba import carray
 
-    pointer, chunk_range = _blas_pool.job_helpers()
+    pointer, chunk_range = blas_pool.job_helpers()
     sgd_update = _fused_sgd_kernel()
 
     def build(dtype):
-        @numba.cfunc(_blas_pool.job_signature(), nopython=True)
+        @numba.cfunc(blas_pool.job_signature(), nopython=True)
         def job(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
             ctx = carray(c, (9,), np.int64)  # [shift, size, chunk, d, g, buf, hyper, nesterov, -]
             lo, hi = chunk_range(ctx, a, m)
@@ -85,7 +85,7 @@ def _pooled_sgd(flat, hyper, nesterov) -> bool:
         hyper_array.append(np.array(hyper, dtype=d.dtype))
         return [a.ctypes.data for a in flat] + [hyper_array[0].ctypes.data, int(nesterov), 0]
 
-    return _blas_pool.try_run_chunks(_pooled_sgd_jobs, d.dtype, d.size, d.size, fields)
+    return blas_pool.try_run_chunks(_pooled_sgd_jobs, d.dtype, d.size, d.size, fields)
 
 
 def compiled_update(d, g, buf, scratch, lr, momentum, dampening, weight_decay, nesterov) -> bool:

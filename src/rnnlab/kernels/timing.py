@@ -58,20 +58,20 @@ def candidates(cell: str, batch: int, hidden: int, dtype) -> dict:
     if not backend.numba_available():
         return found
     found["numba"] = {"loops": "numba"}
-    from ..functional import _blas_pool, _packed
+    from . import blas_pool, packed_gemm
     if cell == "gru":  # its fused loops: a compiled backward, the products packed or not
         found["fused"] = {"loops": "fused", "packed": False, "pool": False}
-        if _packed.usable(batch, hidden, dtype) and _packed.usable(batch, 3 * hidden, dtype):
-            for on_pool in (False, True) if _blas_pool.threads() > 1 else (False,):
+        if packed_gemm.usable(batch, hidden, dtype) and packed_gemm.usable(batch, 3 * hidden, dtype):
+            for on_pool in (False, True) if blas_pool.threads() > 1 else (False,):
                 plan = {"loops": "fused", "packed": True, "pool": on_pool}
                 found[plan_name(plan)] = plan
         return found
     columns = 4 * hidden if cell == "lstm" else hidden
-    packable = _packed.usable(batch, columns, dtype)
-    pool = np.dtype(dtype) == np.float32 and _blas_pool.threads() > 1
+    packable = packed_gemm.usable(batch, columns, dtype)
+    pool = np.dtype(dtype) == np.float32 and blas_pool.threads() > 1
     for packed in ((False, True) if packable else (False,)):
         for on_pool in ((False, True) if pool else (False,)):
-            if cell != "lstm" and (not packed or (on_pool and columns < 2 * _packed.COLS)):
+            if cell != "lstm" and (not packed or (on_pool and columns < 2 * packed_gemm.COLS)):
                 continue  # the same as the reference, or as the one-thread product
             plan = {"loops": "fused", "packed": packed, "pool": on_pool}
             found[plan_name(plan)] = plan

@@ -110,7 +110,7 @@ def products_show_nan() -> bool:
     OpenBLAS and have it loaded (an OpenBLAS loaded by SciPy next to a NumPy on
     another BLAS does not count).
     """
-    from ..functional._blas_pool import numpy_openblas
+    from ..kernels.blas_pool import numpy_openblas
     try:
         built_on = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
     except Exception:  # an older or unusual NumPy: no build facts to go by

@@ -17,7 +17,7 @@ because numba alone keeps such accumulators in memory (measured: 75 against
 of the panel (32 KiB) stays in L1 while the row tiles pass over it.
 
 Threads: a product of at least ``POOL_MIN_MACS`` multiply-adds is split by
-panels over OpenBLAS's own threads (:mod:`._blas_pool`), which are awake
+panels over OpenBLAS's own threads (:mod:`.blas_pool`), which are awake
 anyway between the BLAS calls of a step. A second thread pool does not work
 here: numba's ``prange`` was 2x faster than OpenBLAS in isolation but
 1.3-3x *slower* inside a step, where OpenBLAS's idle worker spins on the
@@ -25,11 +25,11 @@ other core for ~0.1 s after every BLAS call and fought numba's thread for
 it. Smaller products run on the calling thread, where one core without
 repacking still beats OpenBLAS's two with it: (32 × 128)·(128 × 512) 27
 against 45 µs. ``benchmarks/packed_products.py`` prints the table (the
-rules that pick each way are in :mod:`._loops_fused`).
+rules that pick each way are in :mod:`.loops_fused`).
 
 Only float32 (the vector width is fixed); callers check :func:`usable`. The
 kernel goes through numba's and llvmlite's extension API, so :func:`prove`
-compiles and checks it (and :mod:`._transpose`'s) in a child process first
+compiles and checks it (and :mod:`.transpose`'s) in a child process first
 (see :mod:`rnnlab.kernels.probes`); :func:`usable` is False until that passed.
 """
 
@@ -43,7 +43,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ._transpose import _transpose_f32
+from .transpose import _transpose_f32
 
 __all__ = ["COLS", "usable", "prove", "pack_columns", "pack_transposed", "packed_matmul", "pool_threads",
            "PanelProduct"]
@@ -192,16 +192,16 @@ def usable(a_rows: int, n_columns: int, dtype) -> bool:
 
 
 def llvm_kernels_proven() -> bool:
-    """Whether this module's and :mod:`._transpose`'s LLVM IR kernels passed :func:`prove`
+    """Whether this module's and :mod:`.transpose`'s LLVM IR kernels passed :func:`prove`
     in a child process (see :mod:`rnnlab.kernels.probes`)."""
-    from ..kernels.probes import proven
+    from .probes import proven
     return proven("llvm_kernels")
 
 
 def prove() -> dict:
     """The check run in a child process: compile the IR kernels and compare their results
     with NumPy's, the packed product within float32 rounding, the transposes bit for bit."""
-    from ._transpose import add_transposed, transpose_into
+    from .transpose import add_transposed, transpose_into
     rng = np.random.default_rng(7)
     for M, K, P in ((4, 5, 1), (7, 130, 2), (33, 64, 3)):
         a = rng.standard_normal((M, K)).astype(np.float32)
@@ -239,7 +239,7 @@ def pack_transposed(w: np.ndarray) -> np.ndarray:
     return panels
 
 
-# A product runs on OpenBLAS's threads (see _blas_pool) from this many multiply-adds,
+# A product runs on OpenBLAS's threads (see blas_pool) from this many multiply-adds,
 # M·K·(P·64): 2^20 is (16 × 128)·(128 × 512) or (4 × 256)·(256 × 1024). Handing a job
 # to the pool costs ~2 µs from a PanelProduct; below 2^20 the one-core kernel was as
 # fast (measured N = 4-256, H = 64-512, both directions of the LSTM's products:
@@ -253,18 +253,18 @@ def pool_threads(rows: int, inner: int, columns: int) -> int:
     to split, else 1."""
     if rows < ROWS or columns < 2 * COLS or rows * inner * columns < POOL_MIN_MACS:
         return 1
-    from . import _blas_pool
-    return _blas_pool.threads()
+    from . import blas_pool
+    return blas_pool.threads()
 
 
 @lru_cache(maxsize=None)
 def _pool_job():
     """The compiled job that runs panels [first, first + m) of a product on one pool thread.
 
-    Its context c is int64 [shift, A, lda, panels, C, ldc, rows, K] (see _blas_pool)."""
+    Its context c is int64 [shift, A, lda, panels, C, ldc, rows, K] (see blas_pool)."""
     from numba import carray
 
-    from ._blas_pool import job_signature
+    from .blas_pool import job_signature
 
     @nb.cfunc(job_signature(), nopython=True, cache=True)
     def job(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
@@ -290,8 +290,8 @@ class PanelProduct:
         self.rows = rows
         self.context = np.array([0, 0, lda, panels.ctypes.data, out.ctypes.data,
                                  out.strides[0] // 4, self.full, panels.shape[1]], dtype=np.int64)
-        from . import _blas_pool
-        self.run = _blas_pool.bound_run(_pool_job().address, panels.shape[0], self.context, threads)
+        from . import blas_pool
+        self.run = blas_pool.bound_run(_pool_job().address, panels.shape[0], self.context, threads)
 
     def __call__(self, a_address: int, a: np.ndarray) -> np.ndarray:
         """out = A · B for A at ``a_address``; ``a`` is that same array (its leftover rows)."""

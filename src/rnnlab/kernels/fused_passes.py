@@ -1,10 +1,10 @@
 """The fused LSTM loops' compiled elementwise passes, and the pool jobs that run them by rows.
 
-The passes read the gate buffer as :mod:`._loops_fused` keeps it,
+The passes read the gate buffer as :mod:`.loops_fused` keeps it,
 [τ_i, τ_f, g, τ_o] with τ = tanh(pre/2), so σ = ½ + ½τ and σ' = ¼(1 - τ²);
-:mod:`._loops_fused` has the equations and calls them per step, on the calling
+:mod:`.loops_fused` has the equations and calls them per step, on the calling
 thread or, for a large step, as jobs on OpenBLAS's threads (see
-:mod:`._blas_pool`), each job on its chunk of rows. Every row is computed by
+:mod:`.blas_pool`), each job on its chunk of rows. Every row is computed by
 the same compiled code either way, so the results are the same bit for bit.
 """
 
@@ -16,8 +16,8 @@ import numba
 import numpy as np
 from numba import carray
 
-from . import _blas_pool, _numpy_tanh
-from ._loops_numba import _jit
+from . import blas_pool, numpy_tanh
+from .loops_numba import _jit
 
 @_jit
 def _add_recurrent_and_bias(act, recur, scale, bias):
@@ -27,7 +27,7 @@ def _add_recurrent_and_bias(act, recur, scale, bias):
     i, f, o rows is applied here, at no extra pass (scaling W_hh instead costs a
     pass over the weight per sequence, ~1 ms at H = 512). A factor ½ is exact in
     floating point, so the sum is the same either way. (The feature-major product
-    is added by :func:`._transpose.add_transposed`, which computes the same.)"""
+    is added by :func:`.transpose.add_transposed`, which computes the same.)"""
     N, G = act.shape
     for n in range(N):
         a, r = act[n], recur[n]
@@ -108,9 +108,9 @@ def _gate_gradients(act, tanh_c, c_prev, grad_out, has_grad_out, dh, dc, half):
 # helpers pickle differently in every process, so that each process missed the disk cache,
 # compiled the jobs again (~2 s) and added its own copy of them to __pycache__. numba checks
 # only this file for staleness: after editing what the jobs call in another module
-# (_numpy_tanh's intrinsic, _blas_pool.job_helpers), clear the jobs' cache.
-_pointer, _chunk_range = _blas_pool.job_helpers()
-_call_loop = _numpy_tanh.unary_loop_caller()
+# (numpy_tanh's intrinsic, blas_pool.job_helpers), clear the jobs' cache.
+_pointer, _chunk_range = blas_pool.job_helpers()
+_call_loop = numpy_tanh.unary_loop_caller()
 
 
 @numba.njit(inline="always")
@@ -132,7 +132,7 @@ def _row_jobs():
 
     Both contexts start [shift, N, chunk, H, act]. forward: then [pass, x1, x2, x3, x4,
     tanh, tanh_data], with ``tanh`` the address of NumPy's float32 tanh loop and its data
-    (see :mod:`._numpy_tanh`), or 0: then the passes run without it, as three jobs.
+    (see :mod:`.numpy_tanh`), or 0: then the passes run without it, as three jobs.
     - pass 0: _add_recurrent_and_bias(act, recur=x1, scale=x2, bias=x3), or act += bias
       when x1 is 0 (a zero initial state); then, with ``tanh``, act = tanh(act);
     - pass 1: _cell(act, c_prev=x1, c_out=x2); then, with ``tanh``, tanh_c = x3 = tanh(c_out)
@@ -144,7 +144,7 @@ def _row_jobs():
     from elsewhere. A chunk's rows are then one contiguous run, for one call of the tanh loop.
     """
     # The jobs use module globals only (see _job_rows), so that numba's disk cache serves them.
-    @numba.cfunc(_blas_pool.job_signature(), nopython=True, cache=True)
+    @numba.cfunc(blas_pool.job_signature(), nopython=True, cache=True)
     def forward(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
         ctx = carray(c, (12,), np.int64)
         N, H = ctx[1], ctx[3]
@@ -169,7 +169,7 @@ def _row_jobs():
             _hidden(act, _job_rows(ctx, a, m, N, H, 6), _job_rows(ctx, a, m, N, H, 7),
                     np.float32(0.5))
 
-    @numba.cfunc(_blas_pool.job_signature(), nopython=True, cache=True)
+    @numba.cfunc(blas_pool.job_signature(), nopython=True, cache=True)
     def backward(m, n, k, alpha, a, lda, b, ldb, c, ldc, sb):
         ctx = carray(c, (10,), np.int64)
         N, H = ctx[1], ctx[3]
@@ -185,9 +185,9 @@ def _row_jobs():
 
 def _forward_pass_on_pool(threads, which, act, x1, x2, x3=None, x4=None, tanh=None):
     """One of the forward's compiled passes (see _row_jobs) on ``threads`` pool threads;
-    with ``tanh`` = (loop, data) of :func:`._numpy_tanh.float32_loop`, its tanh too."""
+    with ``tanh`` = (loop, data) of :func:`.numpy_tanh.float32_loop`, its tanh too."""
     N, G = act.shape
     fields = [G // 4, act.ctypes.data, which,
               *(0 if x is None else x.ctypes.data for x in (x1, x2, x3, x4)),
               *(tanh or (0, 0))]
-    _blas_pool.run_chunks(_row_jobs()[0], N, fields, threads)
+    blas_pool.run_chunks(_row_jobs()[0], N, fields, threads)

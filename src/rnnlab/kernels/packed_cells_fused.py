@@ -5,7 +5,7 @@
 Same equations, same buffers and products. What differs is the gate buffer's
 contents between forward and backward: the half-angle values
 [τ_i, τ_f, g, τ_o], τ = tanh(pre/2), that the compiled passes of
-:mod:`._loops_fused` read (σ = ½ + ½τ, σ' = ¼(1 - τ²)). Per step the forward is
+:mod:`.loops_fused` read (σ = ½ + ½τ, σ' = ¼(1 - τ²)). Per step the forward is
 the recurrent GEMM, one ``tanh`` over the four gates, one pass for c, ``tanh(c)``
 and one pass for h; the backward one pass for all gate gradients and dc, then
 the dh GEMM: a handful of calls in place of the reference's twenty or so.
@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._loops_fused import _cell, _gate_gradients, _hidden
-from .packed_cells import LSTMStep
+from .loops_fused import _cell, _gate_gradients, _hidden
+from ..functional.packed_cells import LSTMStep
 
 __all__ = ["FusedLSTMStep"]
 
 
 class FusedLSTMStep(LSTMStep):
-    """:class:`LSTMStep` with the passes of :mod:`._loops_fused`; its caches are its own."""
+    """:class:`LSTMStep` with the passes of :mod:`.loops_fused`; its caches are its own."""
 
     def workspace(self, N, H, dtype):
         return {"recur": np.empty((N, 4 * H), dtype=dtype),

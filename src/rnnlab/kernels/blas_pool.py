@@ -124,7 +124,7 @@ def threads() -> int:
     if "controller" not in _state:
         with _lock:
             if "controller" not in _state:
-                from .backend import numba_available
+                from ..functional.backend import numba_available
                 # The jobs are compiled: without numba, no pool.
                 wanted = (os.environ.get("RNNLAB_BLAS_POOL", "1").strip() != "0"
                           and numba_available())
@@ -140,7 +140,7 @@ def threads() -> int:
         # more threads than its pool has is not safe.
         with _lock:
             if "entry" not in _state and "failed" not in _state:
-                from ..kernels.probes import proven
+                from .probes import proven
                 bound = _bind(controller) if proven("blas_pool") else None
                 _state.update(bound if bound is not None else {"failed": True})
         if "failed" in _state:
@@ -248,7 +248,7 @@ def try_run_chunks(jobs, dtype, elements: int, size: int, fields) -> bool:
     count = threads()
     if count < 2:
         return False
-    from ..kernels.calibrate import pool_min_elements  # timed on this machine, once
+    from .calibrate import pool_min_elements  # timed on this machine, once
     built = jobs() if elements >= pool_min_elements(count) else None
     if built is None or dtype not in built:
         return False

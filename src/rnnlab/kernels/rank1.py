@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _blas_pool
-from .backend import compiled_from, lazy_kernel
+from . import blas_pool
+from ..functional.backend import compiled_from, lazy_kernel
 
 
 def _build():
@@ -39,11 +39,11 @@ _kernel = lazy_kernel(_build)
 
 def _build_pooled():
     """Jobs (one per float dtype) writing a chunk of rows of the outer product on one of
-    NumPy's BLAS threads (see _blas_pool)."""
+    NumPy's BLAS threads (see blas_pool)."""
     import numba
     from numba import carray
 
-    from ._blas_pool import job_helpers, job_signature
+    from .blas_pool import job_helpers, job_signature
 
     pointer, chunk_range = job_helpers()
     kernel = _kernel()
@@ -70,7 +70,7 @@ _pooled_jobs = lazy_kernel(_build_pooled)
 def outer_into(grad: np.ndarray, a: np.ndarray, b: np.ndarray, add: bool) -> None:
     """grad (P, Q) += a ⊗ b if ``add``, else grad = a ⊗ b; a (P,), b (Q,), same dtype as grad.
 
-    From ``_blas_pool.MIN_ELEMENTS`` elements the rows are split over NumPy's BLAS
+    From ``blas_pool.MIN_ELEMENTS`` elements the rows are split over NumPy's BLAS
     threads (the pass is memory-bound: 2 threads write 8 MB in ~0.2 against ~0.35 ms);
     every element is computed by the same compiled code either way. Below this machine's
     crossover (:mod:`rnnlab.kernels.crossover`) NumPy's form runs: the same bits.
@@ -80,7 +80,7 @@ def outer_into(grad: np.ndarray, a: np.ndarray, b: np.ndarray, add: bool) -> Non
         readable = (a.dtype == b.dtype == grad.dtype and a.shape == grad.shape[:1]
                     and b.shape == grad.shape[1:] and a.flags.c_contiguous
                     and b.flags.c_contiguous)  # the job reads raw rows of grad's dtype
-        if not (readable and _blas_pool.try_run_chunks(
+        if not (readable and blas_pool.try_run_chunks(
                 _pooled_jobs, grad.dtype, grad.size, grad.shape[0],
                 lambda: [a.ctypes.data, b.ctypes.data, grad.ctypes.data, grad.shape[1], int(add)])):
             kernel(a, b, grad, add)

@@ -7,12 +7,12 @@ written by one backend's forward is read right by another's backward.
 - Forward: the NumPy reference. Its exp and tanh run on NumPy's SIMD
   ufuncs, which a compiled pass with scalar exp and tanh did not beat.
 - Backward: per step, one compiled pass (the kernel of
-  :mod:`rnnlab.functional._loops_numba`: no transcendental functions, a dozen
+  :mod:`rnnlab.kernels.loops_numba`: no transcendental functions, a dozen
   NumPy calls and their passes over memory in one) and the dh product.
   Measured with one BLAS thread against the reference backward:
   1.07× faster at 32 × 128, 1.25-1.55× at 8-256 × 512 and 256 × 128, 2× at 16 × 64.
 - The per-step products of both directions run on a W_hh packed once per
-  sequence (see :mod:`._packed`), on OpenBLAS's threads or one core, under the
+  sequence (see :mod:`.packed_gemm`), on OpenBLAS's threads or one core, under the
   LSTM's rules and knobs (``KNOBS`` is the LSTM loops' own dict, so the planner's
   settings reach both), wherever they can run; else on NumPy's BLAS.
 """
@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _loops_numpy, _packed
-from ._loops_fused import KNOBS, _product_threads, _step_product  # noqa: F401 (KNOBS: the planner's)
-from ._loops_numba import _grad_or_dummy, gru_gates_backward
-from ._loops_numpy import state_views, sweep
+from ..functional import _loops_numpy
+from ..functional._loops_numpy import state_views, sweep
+from . import packed_gemm
+from .loops_fused import KNOBS, _product_threads, _step_product  # noqa: F401 (KNOBS: the planner's)
+from .loops_numba import _grad_or_dummy, gru_gates_backward
 
 __all__ = ["gru_forward_loop", "gru_backward_loop"]
 
@@ -37,7 +38,7 @@ def gru_forward_loop(gates, gh_n, states, weight_hh, bias_hn, reverse, zero_star
     threads = _product_threads(N, G // 3, G, gates.dtype, inner=G // 3) if products > 0 else 0
     step_product = None
     if threads:
-        panels = _packed.pack_transposed(weight_hh)  # W_hhᵀ (H, 3H), packed once for all steps
+        panels = packed_gemm.pack_transposed(weight_hh)  # W_hhᵀ (H, 3H), packed once for all steps
 
         def step_product(recur, prev):
             return _step_product(panels, recur, prev, threads)
@@ -56,7 +57,7 @@ def gru_backward_loop(gates, gh_n, states, weight_hh, grad_output, dh, reverse, 
     products = T if last_dh else T - 1
     threads = _product_threads(N, G // 3, G // 3, gates.dtype, inner=G) if products > 0 else 0
     if threads:
-        panels = _packed.pack_columns(weight_hh)  # W_hh (3H, H), packed once for all steps
+        panels = packed_gemm.pack_columns(weight_hh)  # W_hh (3H, H), packed once for all steps
         # The same d_gh every step: a (T, N, 3H) view of it with a zero step stride.
         product = _step_product(panels, recur, np.broadcast_to(d_gh, (T, N, G)), threads)
     for k, t in enumerate(sweep(T, not reverse)):  # BPTT runs the sweep backwards

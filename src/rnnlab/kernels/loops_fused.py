@@ -1,7 +1,7 @@
 """Per-step loops for large steps: NumPy's BLAS and SIMD ufuncs, plus small fused numba passes.
 
 For a step of many units (batch × hidden above a few hundred) the compiled
-whole-loop kernels of :mod:`._loops_numba` lose: numba's scalar exp/tanh are
+whole-loop kernels of :mod:`.loops_numba` lose: numba's scalar exp/tanh are
 not vectorised here, while NumPy's are, and NumPy's BLAS uses every core. The
 NumPy reference, though, spends a dozen passes over memory per step. This
 module keeps what each does best.
@@ -19,12 +19,12 @@ turn τ into σ: that in-place pass cost 3-4x the rest of a step's compiled work
   ``tanh`` over all four gates, one compiled pass for c = f ⊙ c_prev + i ⊙ g, ``tanh(c)``, and one
   compiled pass for h = o ⊙ tanh(c). On the BLAS pool (large steps, see POOL_MIN_UNITS) that
   is two jobs, each over its rows: the add and the gates' tanh, then c, tanh(c) and h; the
-  tanh being NumPy's own loop (see :mod:`._numpy_tanh`), called from the job;
+  tanh being NumPy's own loop (see :mod:`.numpy_tanh`), called from the job;
 - backward, per step: one compiled pass (no transcendental functions, so it
   vectorises) for all the gate gradients and dc, then the dh GEMM (feature-major
   from a copy of W_hhᵀ for a small batch, as in the forward).
 
-The compiled passes and their pool jobs are in :mod:`._fused_passes`.
+The compiled passes and their pool jobs are in :mod:`.fused_passes`.
 
 A cache written by these loops must be backpropagated by them (the gate buffer
 holds τ, not σ); :mod:`.recurrent` keeps the loops with the cache.
@@ -41,12 +41,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _blas_pool, _numpy_tanh, _packed
-from ._fused_passes import (_add_recurrent_and_bias, _cell, _forward_pass_on_pool,
-                            _gate_gradients, _hidden, _row_jobs)
-from ._transpose import add_transposed, transpose_into
-from . import _loops_numpy
-from ._loops_numpy import state_views, sweep
+from ..functional import _loops_numpy
+from ..functional._loops_numpy import state_views, sweep
+from . import blas_pool, numpy_tanh, packed_gemm
+from .fused_passes import (_add_recurrent_and_bias, _cell, _forward_pass_on_pool,
+                           _gate_gradients, _hidden, _row_jobs)
+from .transpose import add_transposed, transpose_into
 
 __all__ = ["rnn_forward_loop", "rnn_backward_loop", "lstm_forward_loop", "lstm_backward_loop",
            "input_row_scale"]
@@ -66,12 +66,12 @@ def input_row_scale(G, dtype):
 
 
 
-# The per-step products run on a weight packed once per sequence (see _packed):
+# The per-step products run on a weight packed once per sequence (see packed_gemm):
 # - on one core for a batch of at least 4 rows (the microkernel's tile) and at most
 #   PACKED_MAX_UNITS / H: there one core without repacking beats OpenBLAS's two cores
 #   with it (1.2-4.6x, measured alternating with BLAS calls as in a step);
-# - on OpenBLAS's own threads (see _blas_pool) for a product of at least
-#   _packed.POOL_MIN_MACS multiply-adds with two panels or more: as fast as the one-core
+# - on OpenBLAS's own threads (see blas_pool) for a product of at least
+#   packed_gemm.POOL_MIN_MACS multiply-adds with two panels or more: as fast as the one-core
 #   kernel or OpenBLAS or faster in every cell measured (N = 4-256, H = 64-512: up to
 #   2.2x against OpenBLAS), since it packs once where OpenBLAS packs per call.
 # Elsewhere OpenBLAS runs them (see benchmarks/packed_products.py for the tables).
@@ -81,24 +81,24 @@ PACKED_MAX_UNITS = 4096
 # What a plan (see rnnlab.kernels.planner) decides for the loops below, set around each call:
 # "packed" True/False takes the packed product wherever it can run / never; "pool" True/False
 # puts the products and the elementwise passes on OpenBLAS's threads wherever they can
-# run / never. None keeps the size rules of this module and of _packed.
+# run / never. None keeps the size rules of this module and of packed_gemm.
 KNOBS = {"packed": None, "pool": None}
 
 
 def _product_threads(batch: int, hidden: int, columns: int, dtype, inner: int | None = None) -> int:
     """How a per-step product runs: 0 for OpenBLAS, else the threads of
-    :func:`._packed.packed_matmul`. The LSTM forward's is (batch × H)·(H × 4H), its
+    :func:`.packed_gemm.packed_matmul`. The LSTM forward's is (batch × H)·(H × 4H), its
     backward's (batch × 4H)·(4H × H): ``columns`` 4H or H tells them apart. The
     RNN's are (batch × H)·(H × H) both ways: it passes ``inner`` = H."""
     packed, pool = KNOBS["packed"], KNOBS["pool"]
-    if packed is False or not (_packed.ROWS <= batch and _packed.usable(batch, columns, dtype)):
+    if packed is False or not (packed_gemm.ROWS <= batch and packed_gemm.usable(batch, columns, dtype)):
         return 0
     if inner is None:
         inner = hidden if columns == 4 * hidden else 4 * hidden
     if pool is None:
-        threads = _packed.pool_threads(batch, inner, columns)
+        threads = packed_gemm.pool_threads(batch, inner, columns)
     else:
-        threads = _blas_pool.threads() if pool and columns >= 2 * _packed.COLS else 1
+        threads = blas_pool.threads() if pool and columns >= 2 * packed_gemm.COLS else 1
     if threads > 1 or packed:
         return threads
     return 1 if batch * hidden <= PACKED_MAX_UNITS else 0
@@ -134,9 +134,9 @@ def _backward_feature_major(batch: int, hidden: int, products: int) -> bool:
     return products >= needed and _feature_major_product(batch, hidden)
 
 
-# A step's elementwise passes are split by rows over the BLAS pool (see _blas_pool) from
+# A step's elementwise passes are split by rows over the BLAS pool (see blas_pool) from
 # this many units, batch × hidden, the forward's two tanh with them when NumPy's loop can be
-# called from a job (see _numpy_tanh; else they stay NumPy calls): 2^15 is 2^17
+# called from a job (see numpy_tanh; else they stay NumPy calls): 2^15 is 2^17
 # gate values, where a pass takes ~0.1 ms on one core against ~5-10 µs to hand a job
 # over. Steps at N = 256, H = 128 (2^15), T = 64, measured against 2^16: 1.12 -> 1.04
 # and 1.06 -> 1.03 of torch (n = 8, 64); at T = 16, n = 8, 0.97 -> 1.04. At 2^14
@@ -153,8 +153,8 @@ def _row_threads(batch: int, hidden: int, dtype) -> int:
     if (np.dtype(dtype) != np.float32 or pool is False
             or (pool is None and batch * hidden < POOL_MIN_UNITS)):
         return 1
-    threads = _blas_pool.threads()
-    return threads if threads > 1 and _packed.llvm_kernels_proven() else 1
+    threads = blas_pool.threads()
+    return threads if threads > 1 and packed_gemm.llvm_kernels_proven() else 1
 
 
 def _step_product(panels, out, a_steps, threads):
@@ -162,8 +162,8 @@ def _step_product(panels, out, a_steps, threads):
     ``panels``: on the pool (A found by its address, a_steps' base + t steps) or on this
     thread. The LSTM and RNN loops of both directions take their products from it."""
     if threads < 2:
-        return lambda t: _packed.packed_matmul(a_steps[t], panels, out)
-    product = _packed.PanelProduct(panels, out, out.shape[0],
+        return lambda t: packed_gemm.packed_matmul(a_steps[t], panels, out)
+    product = packed_gemm.PanelProduct(panels, out, out.shape[0],
                                    a_steps.strides[1] // a_steps.itemsize, threads)
     address, step = a_steps.ctypes.data, a_steps.strides[0]
     return lambda t: product(address + t * step, a_steps[t])
@@ -186,13 +186,13 @@ def lstm_forward_loop(gates, h_states, c_states, tanh_c, weight_hh, reverse, zer
     products = T - 1 if zero_start else T  # recurrent products to run; none at T=1 from zero
     packed = _product_threads(N, G // 4, G, gates.dtype) if products > 0 else 0
     if packed:
-        panels = _packed.pack_transposed(weight_hh)  # W_hhᵀ, packed once for all steps
+        panels = packed_gemm.pack_transposed(weight_hh)  # W_hhᵀ, packed once for all steps
     feature_major = not packed and _feature_major_product(N, G // 4)
     recur = np.empty((G, N) if feature_major else (N, G), dtype=gates.dtype)
     if packed:
         product = _step_product(panels, recur, h_prev, packed)  # (N, 4H) = h_prev[t] W_hhᵀ
     rows = _row_threads(N, G // 4, gates.dtype)  # > 1: the compiled passes run on the pool
-    tanh = _numpy_tanh.float32_loop() if rows > 1 else None  # > 1: the tanh in the jobs
+    tanh = numpy_tanh.float32_loop() if rows > 1 else None  # > 1: the tanh in the jobs
     for k, t in enumerate(sweep(T, reverse)):
         act = gates[t]
         if not k and zero_start:  # a zero initial state adds nothing
@@ -238,7 +238,7 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
     products = T if last_dh else T - 1  # dh GEMMs to run
     packed = _product_threads(N, G // 4, G // 4, gates.dtype) if products > 0 else 0
     if packed:
-        panels = _packed.pack_columns(weight_hh)  # W_hh (4H, H), packed once for all steps
+        panels = packed_gemm.pack_columns(weight_hh)  # W_hh (4H, H), packed once for all steps
         product = _step_product(panels, dh, gates, packed)  # dh = gates[t] W_hh
     feature_major = not packed and _backward_feature_major(N, G // 4, products)
     if feature_major:
@@ -255,7 +255,7 @@ def lstm_backward_loop(gates, c_states, tanh_c, weight_hh, grad_output, dh, dc, 
             fields = [G // 4, act.ctypes.data, tanh_c[t].ctypes.data, c_prev[t].ctypes.data,
                       0 if grad_output is None else grad_output[t].ctypes.data,
                       dh.ctypes.data, dc.ctypes.data]
-            _blas_pool.run_chunks(_row_jobs()[1], N, fields, rows)
+            blas_pool.run_chunks(_row_jobs()[1], N, fields, rows)
         elif grad_output is None:
             _gate_gradients(act, tanh_c[t], c_prev[t], no_grad, False, dh, dc, half)
         else:
@@ -279,13 +279,13 @@ def _rnn_product_threads(states: np.ndarray, products: int) -> int:
 
 def rnn_forward_loop(states, weight_hh, relu, reverse, zero_start=False):
     """:func:`._loops_numpy.rnn_forward_loop`, with the products h_{t-1} · W_hhᵀ on a
-    weight packed once (see _packed) where that is faster than OpenBLAS."""
+    weight packed once (see packed_gemm) where that is faster than OpenBLAS."""
     T = states.shape[0] - 1
     threads = _rnn_product_threads(states, T - 1 if zero_start else T)
     product = None
     if threads:
         prev = state_views(states, reverse)[1]
-        panels = _packed.pack_transposed(weight_hh)  # W_hhᵀ (H, H) in panels, once for all steps
+        panels = packed_gemm.pack_transposed(weight_hh)  # W_hhᵀ (H, H) in panels, once for all steps
         recur = np.empty(states.shape[1:], dtype=states.dtype)  # (N, H): h_{t-1} W_hhᵀ
         product = _step_product(panels, recur, prev, threads)
     _loops_numpy.rnn_forward_loop(states, weight_hh, relu, reverse, zero_start, product)
@@ -297,7 +297,7 @@ KEEP_PACKED_MAX_ROWS = 256
 def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, last_dh=True,
                       workspace=None):
     """:func:`._loops_numpy.rnn_backward_loop`, with the products dpre_t · W_hh on a
-    weight packed once (see _packed) where that is faster than OpenBLAS.
+    weight packed once (see packed_gemm) where that is faster than OpenBLAS.
 
     A block of at most KEEP_PACKED_MAX_ROWS rows (steps × batch) keeps its packed W_hh in
     ``workspace`` (a dict the caller keeps across the blocks of steps of one backward) for
@@ -312,7 +312,7 @@ def rnn_backward_loop(states, weight_hh, grad_output, dh, d_pre, relu, reverse, 
     if threads and dh.flags.c_contiguous and dh.dtype == states.dtype:
         panels = None if workspace is None else workspace.get("packed_weight_hh")
         if panels is None:
-            panels = _packed.pack_columns(weight_hh)  # W_hh (H, H) in panels
+            panels = packed_gemm.pack_columns(weight_hh)  # W_hh (H, H) in panels
             if workspace is not None and d_pre.shape[0] * d_pre.shape[1] <= KEEP_PACKED_MAX_ROWS:
                 workspace["packed_weight_hh"] = panels
         product = _step_product(panels, dh, d_pre, threads)

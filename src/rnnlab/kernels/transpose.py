@@ -165,10 +165,10 @@ def _add_transposed_any(dst, src, scale, bias):
 
 def _tiles_apply(*arrays) -> bool:
     """Whether the register-tile kernels can take these arrays (float32, unit column stride)
-    and have proven themselves in a child process (see :func:`._packed.prove`)."""
+    and have proven themselves in a child process (see :func:`.packed_gemm.prove`)."""
     if not all(a.dtype == np.float32 and a.strides[-1] == 4 for a in arrays):
         return False
-    from ._packed import llvm_kernels_proven
+    from .packed_gemm import llvm_kernels_proven
     return llvm_kernels_proven()
 
 

@@ -1,6 +1,6 @@
 """NumPy's own float32 ``tanh`` inner loop, by address, for compiled jobs to call.
 
-Why: the fused LSTM forward (see :mod:`._loops_fused`) splits a large step's
+Why: the fused LSTM forward (see :mod:`.loops_fused`) splits a large step's
 elementwise passes over the BLAS pool's threads, but its two ``np.tanh`` calls
 (all four gates, then c) ran on the calling thread alone while the other core
 idled, each one more pass over memory. A pool job can call the very loop that
@@ -52,7 +52,7 @@ _LOOP = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p
 
 def float32_loop():
     """(loop, data) addresses of NumPy's float32 ``tanh`` inner loop, checked, or None."""
-    from ..kernels.probes import proven
+    from .probes import proven
     return _checked_loop(np.tanh, "tanh") if proven("numpy_tanh") else None
 
 
