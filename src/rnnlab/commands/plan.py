@@ -22,7 +22,7 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS threads while measuring [as set: all cores]")
     parser.add_argument("--clear", action="store_true",
-                        help="forget this machine's probe verdicts and plans first")
+                        help="forget this machine's probe verdicts, plans and crossovers first")
 
 
 def _shapes(specs):
@@ -60,7 +60,7 @@ def run(args) -> int:
     import numpy as np
 
     from ..functional import backend
-    from ..kernels import cache, calibrate, planner, probes
+    from ..kernels import cache, calibrate, crossover, planner, probes
 
     shapes = _shapes(args.measure)
     if args.threads is not None and args.threads < 1:
@@ -71,6 +71,7 @@ def run(args) -> int:
         probes.forget()
         planner.forget()
         calibrate._memo.clear()
+        crossover._memo.clear()
         print(f"cleared {folder}")
     key = cache.machine_key()
     print(f"machine: {key['cpu']} ({key['cpu_count']} CPUs), {key['blas']} "
