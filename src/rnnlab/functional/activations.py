@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backend import compiled_from, lazy_kernel
+from . import backend
+from .backend import lazy_kernel
 
 
 def _build_kernels():
@@ -73,8 +74,8 @@ def _flat_kernels(*arrays):
     """The compiled kernels if every array is C-contiguous with one dtype and they are
     large enough to pay on this machine (:mod:`rnnlab.kernels.crossover`), else None."""
     kernels = _kernels()
-    if kernels is None or not all(a.flags.c_contiguous and a.dtype == arrays[0].dtype
-                                  for a in arrays) or arrays[0].size < compiled_from("activation"):
+    if kernels is None or arrays[0].size < backend.compiled_from("activation") or not all(
+            a.flags.c_contiguous and a.dtype == arrays[0].dtype for a in arrays):
         return None
     return kernels
 

@@ -103,14 +103,12 @@ def lazy_kernel(build):
 def compiled_from(kind: str) -> int:
     """The element count from which the compiled helper pass of ``kind`` ("sgd",
     "sgd_momentum", "outer", "activation") beats its NumPy form here (0: always); timed
-    once per machine by :mod:`rnnlab.kernels.crossover`, imported on first use."""
-    if not _crossover:
-        from ..kernels.crossover import min_elements
-        _crossover.append(min_elements)
-    return _crossover[0](kind)
-
-
-_crossover: list = []
+    once per machine by :mod:`rnnlab.kernels.crossover`, imported on first use (called
+    a few times per layer and step: this stays one dict lookup after the first)."""
+    global compiled_from
+    from ..kernels.crossover import min_elements
+    compiled_from = min_elements
+    return min_elements(kind)
 
 
 def set_backend(name: str) -> None:

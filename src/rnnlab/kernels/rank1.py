@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import blas_pool
-from ..functional.backend import compiled_from, lazy_kernel
+from ..functional import backend
+from ..functional.backend import lazy_kernel
 
 
 def _build():
@@ -76,7 +77,7 @@ def outer_into(grad: np.ndarray, a: np.ndarray, b: np.ndarray, add: bool) -> Non
     crossover (:mod:`rnnlab.kernels.crossover`) NumPy's form runs: the same bits.
     """
     kernel = _kernel()
-    if kernel is not None and grad.flags.c_contiguous and grad.size >= compiled_from("outer"):
+    if kernel is not None and grad.flags.c_contiguous and grad.size >= backend.compiled_from("outer"):
         readable = (a.dtype == b.dtype == grad.dtype and a.shape == grad.shape[:1]
                     and b.shape == grad.shape[1:] and a.flags.c_contiguous
                     and b.flags.c_contiguous)  # the job reads raw rows of grad's dtype

@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import blas_pool
-from ..functional.backend import compiled_from, lazy_kernel
+from ..functional import backend
+from ..functional.backend import lazy_kernel
 
 __all__ = ["compiled_update"]
 
@@ -96,7 +97,7 @@ def compiled_update(d, g, buf, scratch, lr, momentum, dampening, weight_decay, n
     C-contiguous. Shapes: d, g, buf (the momentum buffer or None), scratch (used as the
     buffer argument without momentum): one shape and dtype."""
     fused = _fused_sgd_kernel()
-    if fused is None or (momentum != 0 and buf is None) or d.size < compiled_from(
+    if fused is None or (momentum != 0 and buf is None) or d.size < backend.compiled_from(
             "sgd_momentum" if momentum != 0 else "sgd") or not (
             d.flags.c_contiguous and g.flags.c_contiguous
             and (buf is None or buf.flags.c_contiguous)):  # reshape(-1) must be a view
