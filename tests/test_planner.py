@@ -129,7 +129,7 @@ def test_a_plan_is_measured_once_then_read_from_disk(planning, monkeypatch):
     _forget_process(monkeypatch)
     assert planner.plan_for(*args)["loops"] == "fused" and len(planning) == 1
     (text, stored), = planner.cached_plans().items()
-    assert text.startswith("lstm N=8 H=64 T=8+ float32") and stored["timings"]["fused"] == 1e-3
+    assert text.startswith("lstm N=8 H=64 T=9+ float32") and stored["timings"]["fused"] == 1e-3
     planner.plan_for("lstm", 8, 64, np.dtype(np.float32), 3, False)  # another T: a new shape
     planner.plan_for("lstm", 9, 64, np.dtype(np.float32), 20, False)  # another N
     assert len(planning) == 3
@@ -245,7 +245,9 @@ def test_a_measured_plan_computes_what_the_reference_does(monkeypatch, tmp_path,
     (entry,) = planner._table.values()
     names = timing.candidates(cell, N, H, np.float64)
     assert entry["source"] == "measured" and entry["chosen"] in names
-    assert set(entry["screen"]) == set(names) and set(entry["timings"]) <= set(names)
+    # a separate 2-step screen runs only when the timed runs are longer than it
+    assert set(entry["screen"]) == (set(names) if entry["steps_timed"] > 2 else set())
+    assert set(entry["timings"]) <= set(names)
     assert entry["plan"] == names[entry["chosen"]]
 
 
@@ -358,3 +360,23 @@ def test_timing_module_imports_first():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "fused+packed"
+
+
+def test_steps_buckets_follow_the_fused_backward():
+    """T below 9 is its own key; 9-32 share one, 33 and up another: the fused LSTM backward's
+    dh product changes form at 8 recurrent products (T >= 9) and, for one row, 32 (T >= 33),
+    so a plan timed at a bucket's T runs the path every T of the bucket runs."""
+    from rnnlab.kernels import loops_fused
+
+    assert [planner.steps_bucket(t) for t in (1, 8, 9, 32, 33, 500)] == [1, 8, 9, 9, 33, 33]
+    for batch in (1, 2, 32):
+        for t in (9, 32, 33, 64):
+            planned = planner.steps_bucket(t)
+            assert (loops_fused._backward_feature_major(batch, 256, planned - 1)
+                    == loops_fused._backward_feature_major(batch, 256, t - 1)), (batch, t)
+    # a timed run is never cut below the bucket where the form depends on it
+    assert timing._shortest_run("lstm", 1, 128, 33) == 33
+    assert timing._shortest_run("lstm", 256, 512, 33) == 2
+    assert timing._shortest_run("gru", 1, 128, 33) == 2
+    key = ("lstm", 1, 128, "float32", 33, False, 2)
+    assert planner._key_text(key).startswith("lstm N=1 H=128 T=33+ float32")

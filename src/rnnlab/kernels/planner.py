@@ -4,8 +4,9 @@ A fast path that wins on one CPU can lose on another (the 4 × 64 packed tile
 spills on AVX2; OpenBLAS's pool threads cost more than they bring on small
 steps), so no constant decides. The first time a step shape is seen
 - cell ("lstm", "gru", "rnn_tanh", "rnn_relu"), batch N, hidden H, dtype, steps
-T (up to ``T_CAP``), direction, and the BLAS pool's thread count - every
-candidate path runs a forward and a backward of ``min(T, T_CAP)`` steps on
+T (bucketed: T itself up to 8, 9 for 9-32, 33 above, see ``T_CAP``), direction, and the
+BLAS pool's thread count - every candidate path runs a forward and a backward of those
+steps on
 random data of that shape, and the fastest is kept:
 
 - "numpy": the reference loops (:mod:`rnnlab.functional._loops_numpy`);
@@ -18,9 +19,10 @@ random data of that shape, and the fastest is kept:
 Timing (:mod:`.timing`, where the constants named here live): each candidate
 runs two steps to warm up (compiling, packing; one that raises is left out and
 named in the plan's "failed"); the reference's warm-up sets the length of a
-timed run: ``min(T, T_CAP)`` steps while they take under ``RUN_SECONDS``,
-fewer (down to two) for larger steps, so that planning a large shape costs
-rounds of a few steps, not of eight. Runs longer than two steps are screened
+timed run: the bucket's steps while they take under ``RUN_SECONDS``, fewer
+for larger steps (down to two, or to the bucket's steps where the fused LSTM's
+dh product depends on them: batch at most an eighth of the hidden size), so
+that planning a large shape costs rounds of a few steps, not of nine. Runs longer than two steps are screened
 first by a timed two-step run: a candidate slower than ``SCREEN_PRUNE`` times
 the best leaves (the whole loop at a large step is 10x slower and would cost
 most of the budget); with two-step runs the first round is the screen. After
@@ -65,7 +67,12 @@ __all__ = ["MODES", "mode", "set_mode", "plan_for", "planned_loops", "entries", 
            "cached_plans", "forget", "plan_name"]
 
 MODES = ("measure", "cached", "off")
-T_CAP = 8  # steps per timed run; shapes with T >= T_CAP share one plan
+# Steps of a plan's key: T itself below T_CAP; T_CAP for T_CAP <= T < T_LONG; T_LONG above.
+# The buckets follow the fused LSTM backward, whose dh product changes form once a sequence
+# runs 8 recurrent products (T >= 9) and, for a batch of one, 32 (T >= 33; see
+# loops_fused._backward_feature_major): a plan timed at T = 8 had chosen the fused loops for
+# N = 1, H = 128, which at T = 64 ran another product and lost to torch by 1.29.
+T_CAP, T_LONG = 9, 33
 _FILE = "plans.json"
 _LOOPS = ("numpy", "numba", "fused")
 
@@ -74,6 +81,12 @@ _table: dict[tuple, dict] = {}  # (cell, N, H, dtype, T, reverse, threads) -> en
 _pinned: dict[str, dict] = {}  # key text -> plan, from a checkpoint
 _state: dict = {}  # "mode": the setting; "disk": plans.json as read once
 _dtype_text: dict = {}  # dtype -> its name
+
+
+def steps_bucket(steps: int) -> int:
+    """The steps of a plan's key (and of its timed runs): T below T_CAP, else T_CAP or
+    T_LONG, the shortest T of its bucket."""
+    return steps if steps < T_CAP else (T_CAP if steps < T_LONG else T_LONG)
 
 
 def plan_name(plan: dict) -> str:
@@ -99,7 +112,7 @@ def set_mode(name: str) -> None:
 
 def _key_text(key: tuple) -> str:
     cell, batch, hidden, dtype, steps, reverse, threads = key
-    return (f"{cell} N={batch} H={hidden} T={steps}{'+' if steps == T_CAP else ''} {dtype} "
+    return (f"{cell} N={batch} H={hidden} T={steps}{'+' if steps >= T_CAP else ''} {dtype} "
             f"threads={threads} {'reverse' if reverse else 'forward'}")
 
 
@@ -118,7 +131,7 @@ def plan_for(cell: str, batch: int, hidden: int, dtype, steps: int, reverse: boo
     text = _dtype_text.get(dtype)
     if text is None:  # str(dtype) costs ~1 µs, on every step otherwise
         text = _dtype_text.setdefault(dtype, str(np.dtype(dtype)))
-    key = (cell, batch, hidden, text, min(steps, T_CAP), bool(reverse), blas_pool.threads())
+    key = (cell, batch, hidden, text, steps_bucket(steps), bool(reverse), blas_pool.threads())
     entry = _table.get(key)
     if entry is None:
         entry = _resolve(key)

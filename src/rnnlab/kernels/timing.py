@@ -21,7 +21,7 @@ from ..functional import backend
 __all__ = ["BUDGET_SECONDS", "MARGIN", "candidates", "choose", "measure", "forced_plan"]
 
 BUDGET_SECONDS = 0.25  # timed work per new shape (plus one short warm-up run per candidate)
-# A timed run holds min(T, T_CAP) steps while the reference's step is short, and fewer (down
+# A timed run holds the key's steps while the reference's step is short, and fewer (down
 # to 2, below which the packed products do not pack) once its steps add up past this: at
 # LSTM N=256 H=512 a run of 8 steps took 0.3-2 s per candidate, and planning the shape 9 s.
 RUN_SECONDS = 0.02
@@ -174,8 +174,18 @@ def _nothing():
     pass
 
 
+def _shortest_run(cell: str, batch: int, hidden: int, steps: int) -> int:
+    """The fewest steps a timed run may hold and still run the path that ``steps`` steps
+    run: 2 (below, the packed products do not pack), or ``steps`` itself for an LSTM whose
+    fused backward switches its dh product by the number of steps (8 · batch <= hidden)."""
+    from .loops_fused import _feature_major_product
+    if cell == "lstm" and _feature_major_product(batch, hidden):
+        return steps
+    return min(steps, 2)
+
+
 def _run_length(steps: int, step_seconds: float, shortest: int) -> int:
-    """Steps per timed run: ``min(steps, T_CAP)`` (``steps`` is capped already) while they
+    """Steps per timed run: ``steps`` (the key's, bucketed already) while they
     take under RUN_SECONDS at ``step_seconds`` each, fewer for longer steps, never fewer
     than ``shortest``."""
     fit = int(RUN_SECONDS / step_seconds) if step_seconds > 0 else steps
@@ -210,7 +220,7 @@ def measure(key: tuple) -> dict:
                 raise
             failed[name] = f"{type(exc).__name__}: {exc}"[:200]
             del found[name]
-    steps_timed = _run_length(steps, reference_seconds, min(steps, 2))
+    steps_timed = _run_length(steps, reference_seconds, _shortest_run(cell, batch, hidden, steps))
     runs = {name: (lambda plan=plan: run(plan, steps_timed)) for name, plan in found.items()}
     screen = None  # a run of 2 steps is the screen itself: no separate one
     if steps_timed > min(steps, 2):
