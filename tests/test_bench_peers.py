@@ -121,3 +121,18 @@ def test_cli_with_jax_sets_its_threads_first(tmp_path):
         assert row["ratio_jax"] > 0 and row["ratio_reference"] > 0 and row["ratio"] is None
         assert all(np.isfinite(row[f"{side}_loss"]) for side in ("rnnlab", "jax", "reference"))
     assert "÷ jax" in (out / "bench.md").read_text()
+
+
+def test_rows_name_each_cells_own_plan(monkeypatch):
+    """The "loops" column asks the planner about the point's own cell (a GRU's row once
+    showed the RNN's plan)."""
+    from rnnlab.bench import runner
+
+    asked = []
+    monkeypatch.setattr(runner, "loops_for", lambda d, m, cell, T: asked.append(cell) or cell)
+    monkeypatch.setattr(runner, "interleave", lambda fns, **kw: [[1e-3, 2e-3] for _ in fns])
+    config = BenchConfig(grid="tiny", vs="none", warmup=1)
+    for model, cell in (("rnn", "rnn_tanh"), ("lstm", "lstm"), ("gru", "gru")):
+        row = runner._time_point(Point(model, 2, 3, 4, 2), config, [0.0])
+        assert row["loops"] == cell
+    assert asked == ["rnn_tanh", "lstm", "gru"]

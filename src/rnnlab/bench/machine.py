@@ -28,7 +28,7 @@ def current_backend() -> str:
 
 def loops_for(batch: int, hidden: int, cell: str | None = None, steps: int | None = None) -> str:
     """The time loops that the current backend setting runs for a (batch, hidden) layer: with
-    ``cell`` ("lstm", "rnn_tanh") and ``steps``, the float32 forward plan's name (see
+    ``cell`` ("lstm", "gru", "rnn_tanh") and ``steps``, the float32 forward plan's name (see
     :mod:`rnnlab.kernels.planner`: "fused+packed", ...), else the backend's rule."""
     try:
         from ..functional import backend as _backend

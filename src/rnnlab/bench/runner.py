@@ -103,7 +103,7 @@ def _time_point(point: Point, config: BenchConfig, settle: list[float],
     shape = (point.model, point.d, point.n, point.m, point.T, point.k)
     row = {**point.as_dict(),
            "loops": None if point.model == "mlp" else loops_for(
-               point.d, point.m, "lstm" if point.model == "lstm" else "rnn_tanh", point.T),
+               point.d, point.m, {"rnn": "rnn_tanh"}.get(point.model, point.model), point.T),
            "params": sum(model_params(point.model, point.n, point.m, point.T, point.k).values()),
            "flops": model_training_flops(*shape, input_grad=False),
            "flops_rnnlab": model_training_flops(*shape, input_grad=False, zero_start=True)}
