@@ -15,7 +15,9 @@ from rnnlab.kernels.calibrate import NEVER
 from rnnlab.nn.module import Parameter
 from rnnlab.optim import SGD
 
-needs_numba = pytest.mark.skipif(not backend.numba_available(), reason="numba is hidden")
+needs_numba = pytest.mark.skipif(not backend.numba_available() or backend.get_backend() == "numpy",
+                                 reason="the compiled passes need numba and a backend other "
+                                        "than numpy")
 
 
 @pytest.fixture

@@ -366,9 +366,13 @@ def test_steps_buckets_follow_the_fused_backward():
     """T below 9 is its own key; 9-32 share one, 33 and up another: the fused LSTM backward's
     dh product changes form at 8 recurrent products (T >= 9) and, for one row, 32 (T >= 33),
     so a plan timed at a bucket's T runs the path every T of the bucket runs."""
+    assert [planner.steps_bucket(t) for t in (1, 8, 9, 32, 33, 500)] == [1, 8, 9, 9, 33, 33]
+    key = ("lstm", 1, 128, "float32", 33, False, 2)
+    assert planner._key_text(key).startswith("lstm N=1 H=128 T=33+ float32")
+    if not backend.numba_available():
+        return  # the fused loops (and so their switch) need numba
     from rnnlab.kernels import loops_fused
 
-    assert [planner.steps_bucket(t) for t in (1, 8, 9, 32, 33, 500)] == [1, 8, 9, 9, 33, 33]
     for batch in (1, 2, 32):
         for t in (9, 32, 33, 64):
             planned = planner.steps_bucket(t)
@@ -378,5 +382,3 @@ def test_steps_buckets_follow_the_fused_backward():
     assert timing._shortest_run("lstm", 1, 128, 33) == 33
     assert timing._shortest_run("lstm", 256, 512, 33) == 2
     assert timing._shortest_run("gru", 1, 128, 33) == 2
-    key = ("lstm", 1, 128, "float32", 33, False, 2)
-    assert planner._key_text(key).startswith("lstm N=1 H=128 T=33+ float32")
