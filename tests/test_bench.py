@@ -391,7 +391,7 @@ def test_time_point_times_the_gemm_between_the_sides(monkeypatch):
 
     steps = {name: (lambda v=v: v) for name, v in
              (("rnnlab", 1.0), ("torch", 2.0), ("jax", 3.0), ("reference", 4.0))}
-    sides = [Side(name, steps[name], float, "numpy_blas",
+    sides = [Side(name, steps[name], float,
                   "flops_rnnlab" if name in ("rnnlab", "reference") else "flops")
              for name in ("rnnlab", "torch", "jax", "reference")]
     asked = {}

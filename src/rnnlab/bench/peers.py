@@ -27,7 +27,8 @@ from .models import Point, build_rnnlab, make_pair, rnnlab_step
 
 __all__ = ["PEERS", "PEER_LIBRARY", "Side", "build_sides", "import_jax"]
 
-# Whose threads run (and spin after) each peer's step.
+# Whose threads run (and may still spin after) each peer's step: the next side's settle
+# sleep is that library's spin (rnnlab's own side runs on "numpy_blas").
 PEER_LIBRARY = {"torch": "torch", "jax": "jax", "reference": "numpy_blas"}
 
 
@@ -39,8 +40,6 @@ class Side:
         name: "rnnlab" or one of PEERS.
         step: runs one training step (forward, loss, backward, update).
         loss: the step's return value as a float.
-        library: whose idle threads may still spin after the step ("numpy_blas",
-            "torch" or "jax"): the next side's settle sleep is that library's spin.
         flops_key: the row's FLOP count this side does ("flops": the textbook count;
             "flops_rnnlab": rnnlab's, without the products with the zero initial state).
     """
@@ -48,7 +47,6 @@ class Side:
     name: str
     step: Callable[[], object]
     loss: Callable[[object], float]
-    library: str
     flops_key: str
 
 
@@ -60,7 +58,7 @@ def _reference(point: Point, seed: int, lr: float, momentum: float, x, y) -> Sid
         with use_backend("numpy"):
             return step()
 
-    return Side("reference", reference_step, float, PEER_LIBRARY["reference"], "flops_rnnlab")
+    return Side("reference", reference_step, float, "flops_rnnlab")
 
 
 def build_sides(point: Point, peers, *, seed: int = 0, lr: float = 0.01,
@@ -75,13 +73,12 @@ def build_sides(point: Point, peers, *, seed: int = 0, lr: float = 0.01,
     if unknown:
         raise ValueError(f"peers must be among {PEERS}, got {unknown}")
     pair = make_pair(point, seed=seed, lr=lr, momentum=momentum, with_torch="torch" in peers)
-    sides = [Side("rnnlab", pair.rnnlab_step, float, "numpy_blas", "flops_rnnlab")]
+    sides = [Side("rnnlab", pair.rnnlab_step, float, "flops_rnnlab")]
     for peer in PEERS:
         if peer not in peers:
             continue
         if peer == "torch":
-            sides.append(Side("torch", pair.torch_step, lambda t: float(t.item()),
-                              PEER_LIBRARY["torch"], "flops"))
+            sides.append(Side("torch", pair.torch_step, lambda t: float(t.item()), "flops"))
         elif peer == "jax":
             if import_jax() is None:
                 raise ImportError("jax is not installed (pip install 'rnnlab[jax]')")
@@ -89,7 +86,7 @@ def build_sides(point: Point, peers, *, seed: int = 0, lr: float = 0.01,
 
             step = jax_step(point, pair.rnnlab_model.state_dict(), pair.x, pair.y, lr=lr,
                             momentum=momentum)
-            sides.append(Side("jax", step, float, PEER_LIBRARY["jax"], "flops"))
+            sides.append(Side("jax", step, float, "flops"))
         else:
             sides.append(_reference(point, seed, lr, momentum, pair.x, pair.y))
     return sides

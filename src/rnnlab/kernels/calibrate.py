@@ -22,7 +22,7 @@ import numpy as np
 
 from . import cache, planner, timing
 
-__all__ = ["SIZES", "NEVER", "pool_min_elements", "threshold"]
+__all__ = ["SIZES", "NEVER", "pool_min_elements", "cached_crossover", "threshold"]
 
 SIZES = tuple(1 << k for k in range(14, 22))
 NEVER = 1 << 62
@@ -36,21 +36,35 @@ def pool_min_elements(threads: int) -> int:
     if found is not None:
         return found
     from . import blas_pool
-    how, key = planner.mode(), f"elementwise pool threads={threads}"
-    stored = cache.read_json(_FILE).get(key) if how != "off" else None
-    if isinstance(stored, dict) and isinstance(stored.get("min_elements"), int):
-        found = stored["min_elements"]
-    elif how == "measure":
+
+    def measure():
         timed = _measure(threads)
-        if timed is None:
-            found = blas_pool.MIN_ELEMENTS
-        else:
-            found = threshold(*timed)
-            cache.update_json(_FILE, {key: {"min_elements": found, "one_thread": timed[0],
-                                            "pool": timed[1], "load": planner._load()}})
-    else:
-        found = blas_pool.MIN_ELEMENTS
+        return None if timed is None else (threshold(*timed),
+                                           {"one_thread": timed[0], "pool": timed[1]})
+
+    found = cached_crossover(f"elementwise pool threads={threads}", measure,
+                             blas_pool.MIN_ELEMENTS)
     _memo[threads] = found
+    return found
+
+
+def cached_crossover(key: str, measure, default: int, *, redo_busy: bool = False) -> int:
+    """A crossover (elements) kept under ``key`` in ``calibration.json``, as ``RNNLAB_PLAN``
+    says: the stored one (not with ``off``); else, with ``measure``, timed now by
+    ``measure()`` -> (elements, timings to store beside them), or None when there is
+    nothing to time; else ``default``, not stored. ``redo_busy``: a crossover stored
+    while the machine was busier than its cores is timed again once it is quieter."""
+    how = planner.mode()
+    stored = cache.read_json(_FILE).get(key) if how != "off" else None
+    usable = isinstance(stored, dict) and isinstance(stored.get("min_elements"), int)
+    if usable and not (redo_busy and how == "measure" and planner._busy(stored.get("load"))
+                       and not planner._busy()):
+        return stored["min_elements"]
+    timed = measure() if how == "measure" else None
+    if timed is None:
+        return default
+    found, timings = timed
+    cache.update_json(_FILE, {key: {"min_elements": found, **timings, "load": planner._load()}})
     return found
 
 

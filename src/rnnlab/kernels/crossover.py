@@ -28,14 +28,13 @@ import time
 
 import numpy as np
 
-from . import cache, planner, timing
-from .calibrate import NEVER, threshold
+from . import timing
+from .calibrate import NEVER, cached_crossover, threshold
 
 __all__ = ["KINDS", "SIZES", "min_elements", "forced"]
 
 KINDS = ("sgd", "sgd_momentum", "outer", "activation")
 SIZES = tuple(1 << k for k in range(4, 21, 2))
-_FILE = "calibration.json"
 # kind -> elements, for the BLAS thread count at the first call: it matters only where
 # the compiled pass goes to OpenBLAS's threads, whose own crossover follows the count
 # (rnnlab.kernels.calibrate)
@@ -52,19 +51,13 @@ def min_elements(kind: str) -> int:
         return found
     from . import blas_pool
     threads = blas_pool.threads()  # asked once: OpenBLAS's count costs a ctypes call
-    how, key = planner.mode(), f"compiled {kind} threads={threads}"
-    stored = cache.read_json(_FILE).get(key) if how != "off" else None
-    usable = isinstance(stored, dict) and isinstance(stored.get("min_elements"), int)
-    if usable and not (how == "measure" and planner._busy(stored.get("load"))
-                       and not planner._busy()):
-        found = stored["min_elements"]
-    elif how == "measure":
+
+    def measure():
         numpy_times, compiled_times = _measure(kind)
-        found = threshold(numpy_times, compiled_times)
-        cache.update_json(_FILE, {key: {"min_elements": found, "numpy": numpy_times,
-                                        "compiled": compiled_times, "load": planner._load()}})
-    else:
-        found = 0
+        return (threshold(numpy_times, compiled_times),
+                {"numpy": numpy_times, "compiled": compiled_times})
+
+    found = cached_crossover(f"compiled {kind} threads={threads}", measure, 0, redo_busy=True)
     _memo[kind] = found
     return found
 
